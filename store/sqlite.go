@@ -1,0 +1,160 @@
+package store
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"time"
+
+	_ "modernc.org/sqlite" // registers the pure-Go "sqlite" driver
+)
+
+// Options configure a SQLite store.
+type Options struct {
+	// Pepper, when set, makes stored digests HMAC-SHA256 under it. It lives
+	// outside the database, so a stolen database cannot confirm a guess.
+	Pepper []byte
+	// Now is the clock; time.Now when nil.
+	Now func() time.Time
+}
+
+// SQLite is the local Store: one database file, safe for many keyctl
+// processes at once.
+type SQLite struct {
+	db     *sql.DB
+	pepper []byte
+	now    func() time.Time
+}
+
+var _ Store = (*SQLite)(nil)
+
+// OpenSQLite opens the database at path, creating it (mode 0600, in a
+// directory created 0700) and bringing its schema up to date.
+func OpenSQLite(ctx context.Context, path string, opts Options) (*SQLite, error) {
+	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+		return nil, fmt.Errorf("creating database directory: %w", err)
+	}
+	// Create the file ourselves so that its mode is 0600 whatever the umask;
+	// SQLite gives the -wal and -shm files the database file's mode.
+	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o600)
+	if err != nil {
+		return nil, fmt.Errorf("opening database: %w", err)
+	}
+	f.Close()
+
+	// WAL lets readers run beside the one writer; synchronous=NORMAL in WAL
+	// mode keeps commits from waiting on a disk sync (a power loss may lose
+	// the last commits, never corrupt the file); immediate transactions take
+	// the write lock up front so that concurrent processes queue on the busy
+	// timeout instead of failing halfway with "database is locked".
+	dsn := path + "?_busy_timeout=30000&_journal_mode=WAL&_synchronous=NORMAL&_fk=1&_txlock=immediate"
+	db, err := sql.Open("sqlite", dsn)
+	if err != nil {
+		return nil, fmt.Errorf("opening database: %w", err)
+	}
+	db.SetMaxOpenConns(1)
+	s := &SQLite{db: db, pepper: opts.Pepper, now: opts.Now}
+	if s.now == nil {
+		s.now = time.Now
+	}
+	if err := s.migrate(ctx); err != nil {
+		db.Close()
+		return nil, fmt.Errorf("preparing database %s: %w", path, err)
+	}
+	return s, nil
+}
+
+// Close closes the database.
+func (s *SQLite) Close() error { return s.db.Close() }
+
+// migrations bring the schema from version i to i+1. Append only: a
+// released migration never changes.
+var migrations = []string{
+	`CREATE TABLE keys (
+		id              TEXT PRIMARY KEY,
+		name            TEXT NOT NULL,
+		description     TEXT NOT NULL DEFAULT '',
+		prefix          TEXT NOT NULL,
+		env             TEXT NOT NULL,
+		start           TEXT NOT NULL,
+		status          TEXT NOT NULL CHECK (status IN ('active', 'disabled', 'revoked')),
+		scopes          TEXT NOT NULL DEFAULT '[]',
+		allowed_ips     TEXT NOT NULL DEFAULT '[]',
+		metadata        TEXT NOT NULL DEFAULT '{}',
+		expires_at      INTEGER,
+		quota           INTEGER,
+		quota_remaining INTEGER,
+		rate_count      INTEGER,
+		rate_unit       TEXT,
+		usage_count     INTEGER NOT NULL DEFAULT 0,
+		last_used_at    INTEGER,
+		last_used_ip    TEXT NOT NULL DEFAULT '',
+		created_at      INTEGER NOT NULL,
+		created_by      TEXT NOT NULL DEFAULT '',
+		updated_at      INTEGER NOT NULL,
+		rotated_at      INTEGER,
+		revoked_at      INTEGER,
+		revoke_reason   TEXT NOT NULL DEFAULT ''
+	);
+	-- A name belongs to at most one key that is not revoked.
+	CREATE UNIQUE INDEX keys_live_name ON keys(name) WHERE status <> 'revoked';
+	CREATE INDEX keys_name ON keys(name);
+	-- Each key has one current secret (ends_at NULL) and, after a rotation
+	-- with a grace period, older ones that work until ends_at. Only digests
+	-- are stored.
+	CREATE TABLE secrets (
+		digest     BLOB PRIMARY KEY,
+		key_id     TEXT NOT NULL REFERENCES keys(id),
+		start      TEXT NOT NULL,
+		created_at INTEGER NOT NULL,
+		ends_at    INTEGER
+	) WITHOUT ROWID;
+	CREATE INDEX secrets_key ON secrets(key_id);`,
+}
+
+// SchemaVersion is the schema version this build writes.
+var SchemaVersion = len(migrations)
+
+func (s *SQLite) migrate(ctx context.Context) error {
+	var v int
+	if err := s.db.QueryRowContext(ctx, "PRAGMA user_version").Scan(&v); err != nil {
+		return err
+	}
+	if v == SchemaVersion {
+		return nil
+	}
+	return s.tx(ctx, func(tx *sql.Tx) error {
+		// Another process may have migrated while this one waited.
+		if err := tx.QueryRowContext(ctx, "PRAGMA user_version").Scan(&v); err != nil {
+			return err
+		}
+		if v > SchemaVersion {
+			return fmt.Errorf("database schema version %d is newer than this keyctl (%d): upgrade keyctl", v, SchemaVersion)
+		}
+		for i := v; i < SchemaVersion; i++ {
+			if _, err := tx.ExecContext(ctx, migrations[i]); err != nil {
+				return fmt.Errorf("migration %d: %w", i+1, err)
+			}
+		}
+		_, err := tx.ExecContext(ctx, fmt.Sprintf("PRAGMA user_version = %d", SchemaVersion))
+		return err
+	})
+}
+
+// tx runs fn in one immediate transaction, committing when it returns nil.
+func (s *SQLite) tx(ctx context.Context, fn func(*sql.Tx) error) error {
+	tx, err := s.db.BeginTx(ctx, nil)
+	if err != nil {
+		return err
+	}
+	if err := fn(tx); err != nil {
+		if rbErr := tx.Rollback(); rbErr != nil && !errors.Is(rbErr, sql.ErrTxDone) {
+			return errors.Join(err, rbErr)
+		}
+		return err
+	}
+	return tx.Commit()
+}

@@ -1,0 +1,372 @@
+package store
+
+import (
+	"context"
+	"database/sql"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"maps"
+	"slices"
+	"time"
+
+	"github.com/keyctl/keyctl/apikey"
+)
+
+const keyColumns = `id, name, description, prefix, env, start, status, scopes, allowed_ips,
+	metadata, expires_at, quota, quota_remaining, rate_count, rate_unit, usage_count,
+	last_used_at, last_used_ip, created_at, created_by, updated_at, rotated_at,
+	revoked_at, revoke_reason`
+
+// querier is what *sql.DB and *sql.Tx have in common.
+type querier interface {
+	QueryContext(ctx context.Context, query string, args ...any) (*sql.Rows, error)
+	QueryRowContext(ctx context.Context, query string, args ...any) *sql.Row
+}
+
+type scanner interface{ Scan(dest ...any) error }
+
+func (s *SQLite) scanKey(row scanner) (*Key, error) {
+	var (
+		k                               Key
+		scopes, ips, meta               string
+		expires, last, rotated, revoked sql.NullInt64
+		quota, remaining, rateCount     sql.NullInt64
+		rateUnit                        sql.NullString
+		created, updated                int64
+	)
+	err := row.Scan(&k.ID, &k.Name, &k.Description, &k.Prefix, &k.Env, &k.Start, &k.Status,
+		&scopes, &ips, &meta, &expires, &quota, &remaining, &rateCount, &rateUnit,
+		&k.UsageCount, &last, &k.LastUsedIP, &created, &k.CreatedBy, &updated, &rotated,
+		&revoked, &k.RevokeReason)
+	if err != nil {
+		return nil, err
+	}
+	if err := errors.Join(json.Unmarshal([]byte(scopes), &k.Scopes),
+		json.Unmarshal([]byte(ips), &k.AllowedIPs), json.Unmarshal([]byte(meta), &k.Metadata)); err != nil {
+		return nil, fmt.Errorf("key %s: corrupt column: %w", k.ID, err)
+	}
+	k.ExpiresAt, k.LastUsedAt = fromUnix(expires), fromUnix(last)
+	k.RotatedAt, k.RevokedAt = fromUnix(rotated), fromUnix(revoked)
+	k.CreatedAt, k.UpdatedAt = time.Unix(created, 0).UTC(), time.Unix(updated, 0).UTC()
+	k.Quota, k.QuotaRemaining = nullInt(quota), nullInt(remaining)
+	if rateCount.Valid && rateUnit.Valid {
+		k.RateLimit = &RateLimit{Count: rateCount.Int64, Unit: rateUnit.String}
+	}
+	k.Status = StatusAt(k.Status, k.ExpiresAt, s.now())
+	return &k, nil
+}
+
+func fromUnix(v sql.NullInt64) *time.Time {
+	if !v.Valid {
+		return nil
+	}
+	t := time.Unix(v.Int64, 0).UTC()
+	return &t
+}
+
+func toUnix(t *time.Time) any {
+	if t == nil {
+		return nil
+	}
+	return t.Unix()
+}
+
+func nullInt(v sql.NullInt64) *int64 {
+	if !v.Valid {
+		return nil
+	}
+	return &v.Int64
+}
+
+func mustJSON(v any) string {
+	b, err := json.Marshal(v)
+	if err != nil {
+		panic(err) // only slices and maps of strings are marshalled here
+	}
+	return string(b)
+}
+
+// resolve finds the key ref names: by id first, else the key of that name
+// that is not revoked, else the one of that name revoked most recently.
+func (s *SQLite) resolve(ctx context.Context, q querier, ref string) (*Key, error) {
+	k, err := s.scanKey(q.QueryRowContext(ctx, `SELECT `+keyColumns+` FROM keys WHERE id = ?`, ref))
+	if errors.Is(err, sql.ErrNoRows) {
+		k, err = s.scanKey(q.QueryRowContext(ctx, `SELECT `+keyColumns+` FROM keys WHERE name = ?
+			ORDER BY status = 'revoked', revoked_at DESC, rowid DESC LIMIT 1`, ref))
+	}
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil, fmt.Errorf("key %q %w", ref, ErrNotFound)
+	}
+	return k, err
+}
+
+func (s *SQLite) nameInUse(ctx context.Context, tx *sql.Tx, name string) (bool, error) {
+	var n int
+	err := tx.QueryRowContext(ctx, `SELECT count(*) FROM keys WHERE name = ? AND status <> 'revoked'`, name).Scan(&n)
+	return n > 0, err
+}
+
+func (s *SQLite) newSecret(prefix string, env Env) (token string, digest []byte, start string, err error) {
+	tok, err := apikey.New(prefix, env.Tag())
+	if err != nil {
+		return "", nil, "", fmt.Errorf("%w: %w", ErrInvalid, err)
+	}
+	token = tok.String()
+	return token, apikey.Digest(token, s.pepper), tok.Start(), nil
+}
+
+// Create issues a key.
+func (s *SQLite) Create(ctx context.Context, p CreateParams) (*Key, string, error) {
+	if err := p.Validate(); err != nil {
+		return nil, "", err
+	}
+	id, err := NewID()
+	if err != nil {
+		return nil, "", err
+	}
+	token, digest, start, err := s.newSecret(p.Prefix, p.Env)
+	if err != nil {
+		return nil, "", err
+	}
+	now := s.now().Unix()
+	var rateCount, rateUnit any
+	if p.RateLimit != nil {
+		rateCount, rateUnit = p.RateLimit.Count, p.RateLimit.Unit
+	}
+	var quota any
+	if p.Quota != nil {
+		quota = *p.Quota
+	}
+	meta := p.Metadata
+	if meta == nil {
+		meta = map[string]string{}
+	}
+	var k *Key
+	err = s.tx(ctx, func(tx *sql.Tx) error {
+		name := p.Name
+		if name == "" {
+			if name, err = s.generateName(ctx, tx); err != nil {
+				return err
+			}
+		} else if used, err := s.nameInUse(ctx, tx, name); err != nil {
+			return err
+		} else if used {
+			return fmt.Errorf("name %q is already in use by another key: %w", name, ErrConflict)
+		}
+		_, err := tx.ExecContext(ctx, `INSERT INTO keys (id, name, description, prefix, env, start, status,
+			scopes, allowed_ips, metadata, expires_at, quota, quota_remaining, rate_count, rate_unit,
+			created_at, created_by, updated_at) VALUES (?, ?, ?, ?, ?, ?, 'active', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+			id, name, p.Description, p.Prefix, p.Env, start, mustJSON(NormalizeSet(p.Scopes)),
+			mustJSON(NormalizeSet(p.AllowedIPs)), mustJSON(meta), toUnix(p.ExpiresAt), quota, quota,
+			rateCount, rateUnit, now, p.CreatedBy, now)
+		if err != nil {
+			return err
+		}
+		if _, err := tx.ExecContext(ctx, `INSERT INTO secrets (digest, key_id, start, created_at) VALUES (?, ?, ?, ?)`,
+			digest, id, start, now); err != nil {
+			return err
+		}
+		k, err = s.resolve(ctx, tx, id)
+		return err
+	})
+	if err != nil {
+		return nil, "", err
+	}
+	return k, token, nil
+}
+
+// Get resolves ref to a key.
+func (s *SQLite) Get(ctx context.Context, ref string) (*Key, error) {
+	return s.resolve(ctx, s.db, ref)
+}
+
+// List returns the keys that match f, newest first.
+func (s *SQLite) List(ctx context.Context, f ListFilter) ([]*Key, error) {
+	query := `SELECT ` + keyColumns + ` FROM keys`
+	if !f.All && f.Status != Revoked {
+		query += ` WHERE status <> 'revoked'`
+	}
+	rows, err := s.db.QueryContext(ctx, query+` ORDER BY created_at DESC, rowid DESC`)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	now := s.now()
+	keys := []*Key{}
+	for rows.Next() {
+		k, err := s.scanKey(rows)
+		if err != nil {
+			return nil, err
+		}
+		if f.Match(k, now) {
+			keys = append(keys, k)
+		}
+	}
+	return keys, rows.Err()
+}
+
+// change runs fn on the key ref resolves to, inside one transaction, refusing
+// revoked keys, and returns the key as it is afterwards.
+func (s *SQLite) change(ctx context.Context, ref string, fn func(tx *sql.Tx, k *Key, now int64) error) (*Key, error) {
+	var out *Key
+	err := s.tx(ctx, func(tx *sql.Tx) error {
+		k, err := s.resolve(ctx, tx, ref)
+		if err != nil {
+			return err
+		}
+		if k.Status == Revoked {
+			return fmt.Errorf("key %q (%s) %w", k.Name, k.ID, ErrRevoked)
+		}
+		if err := fn(tx, k, s.now().Unix()); err != nil {
+			return err
+		}
+		out, err = s.resolve(ctx, tx, k.ID)
+		return err
+	})
+	return out, err
+}
+
+// Update changes a key's settings.
+func (s *SQLite) Update(ctx context.Context, ref string, p UpdateParams) (*Key, error) {
+	if err := p.Validate(); err != nil {
+		return nil, err
+	}
+	return s.change(ctx, ref, func(tx *sql.Tx, k *Key, now int64) error {
+		if p.Name != nil && *p.Name != k.Name {
+			if used, err := s.nameInUse(ctx, tx, *p.Name); err != nil {
+				return err
+			} else if used {
+				return fmt.Errorf("name %q is already in use by another key: %w", *p.Name, ErrConflict)
+			}
+		}
+		u := p.apply(k)
+		var rateCount, rateUnit any
+		if u.RateLimit != nil {
+			rateCount, rateUnit = u.RateLimit.Count, u.RateLimit.Unit
+		}
+		_, err := tx.ExecContext(ctx, `UPDATE keys SET name = ?, description = ?, scopes = ?, expires_at = ?,
+			allowed_ips = ?, quota = ?, quota_remaining = ?, rate_count = ?, rate_unit = ?, metadata = ?,
+			updated_at = ? WHERE id = ?`,
+			u.Name, u.Description, mustJSON(u.Scopes), toUnix(u.ExpiresAt), mustJSON(u.AllowedIPs),
+			ptrValue(u.Quota), ptrValue(u.QuotaRemaining), rateCount, rateUnit, mustJSON(u.Metadata), now, k.ID)
+		return err
+	})
+}
+
+func ptrValue(p *int64) any {
+	if p == nil {
+		return nil
+	}
+	return *p
+}
+
+// apply returns k with p's changes made; k itself is left as it was.
+func (p UpdateParams) apply(k *Key) Key {
+	u := *k
+	if p.Name != nil {
+		u.Name = *p.Name
+	}
+	if p.Description != nil {
+		u.Description = *p.Description
+	}
+	u.Scopes = NormalizeSet(slices.DeleteFunc(append(slices.Clone(k.Scopes), p.AddScopes...),
+		func(s string) bool { return slices.Contains(p.RemoveScopes, s) }))
+	u.AllowedIPs = NormalizeSet(slices.DeleteFunc(append(slices.Clone(k.AllowedIPs), p.AddIPs...),
+		func(s string) bool { return slices.Contains(p.RemoveIPs, s) }))
+	switch {
+	case p.ClearExpiry:
+		u.ExpiresAt = nil
+	case p.ExpiresAt != nil:
+		u.ExpiresAt = p.ExpiresAt
+	}
+	switch {
+	case p.ClearQuota:
+		u.Quota, u.QuotaRemaining = nil, nil
+	case p.Quota != nil:
+		u.Quota, u.QuotaRemaining = p.Quota, p.Quota
+	}
+	switch {
+	case p.ClearRateLimit:
+		u.RateLimit = nil
+	case p.RateLimit != nil:
+		u.RateLimit = p.RateLimit
+	}
+	u.Metadata = maps.Clone(k.Metadata)
+	if u.Metadata == nil {
+		u.Metadata = map[string]string{}
+	}
+	maps.Copy(u.Metadata, p.SetMeta)
+	for _, m := range p.RemoveMeta {
+		delete(u.Metadata, m)
+	}
+	return u
+}
+
+// Rotate gives a key a new secret. The current secret, and any still in a
+// grace period, end at now+grace at the latest.
+func (s *SQLite) Rotate(ctx context.Context, ref string, grace time.Duration) (*Key, string, error) {
+	if grace < 0 {
+		return nil, "", fmt.Errorf("%w: grace period %s is negative", ErrInvalid, grace)
+	}
+	var token string
+	k, err := s.change(ctx, ref, func(tx *sql.Tx, k *Key, now int64) error {
+		var digest []byte
+		var start string
+		var err error
+		if token, digest, start, err = s.newSecret(k.Prefix, k.Env); err != nil {
+			return err
+		}
+		end := now + int64(grace/time.Second)
+		if _, err := tx.ExecContext(ctx, `UPDATE secrets SET ends_at = ?
+			WHERE key_id = ? AND (ends_at IS NULL OR ends_at > ?)`, end, k.ID, end); err != nil {
+			return err
+		}
+		if _, err := tx.ExecContext(ctx, `INSERT INTO secrets (digest, key_id, start, created_at) VALUES (?, ?, ?, ?)`,
+			digest, k.ID, start, now); err != nil {
+			return err
+		}
+		_, err = tx.ExecContext(ctx, `UPDATE keys SET start = ?, rotated_at = ?, updated_at = ? WHERE id = ?`,
+			start, now, now, k.ID)
+		return err
+	})
+	if err != nil {
+		return nil, "", err
+	}
+	return k, token, nil
+}
+
+// SetDisabled disables or enables a key; asking for the state it is in
+// changes nothing.
+func (s *SQLite) SetDisabled(ctx context.Context, ref string, disabled bool) (*Key, error) {
+	from, to := Disabled, Active
+	if disabled {
+		from, to = Active, Disabled
+	}
+	return s.change(ctx, ref, func(tx *sql.Tx, k *Key, now int64) error {
+		_, err := tx.ExecContext(ctx, `UPDATE keys SET status = ?, updated_at = ? WHERE id = ? AND status = ?`,
+			to, now, k.ID, from)
+		return err
+	})
+}
+
+// Revoke revokes a key for good. A revoked key is returned as it is.
+func (s *SQLite) Revoke(ctx context.Context, ref, reason string) (*Key, error) {
+	var out *Key
+	err := s.tx(ctx, func(tx *sql.Tx) error {
+		k, err := s.resolve(ctx, tx, ref)
+		if err != nil {
+			return err
+		}
+		if k.Status != Revoked {
+			now := s.now().Unix()
+			if _, err := tx.ExecContext(ctx, `UPDATE keys SET status = 'revoked', revoked_at = ?, revoke_reason = ?,
+				updated_at = ? WHERE id = ?`, now, reason, now, k.ID); err != nil {
+				return err
+			}
+		}
+		out, err = s.resolve(ctx, tx, k.ID)
+		return err
+	})
+	return out, err
+}

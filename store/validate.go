@@ -1,0 +1,62 @@
+package store
+
+import (
+	"fmt"
+	"strings"
+
+	"github.com/keyctl/keyctl/apikey"
+)
+
+// Validate checks a new key's settings. Commands check their flags first and
+// name them in errors; this guards every other way in (the HTTP API).
+func (p CreateParams) Validate() error {
+	if p.Name != "" {
+		if err := ValidateName(p.Name); err != nil {
+			return fmt.Errorf("%w: %w", ErrInvalid, err)
+		}
+	}
+	if _, err := ParseEnv(string(p.Env)); err != nil {
+		return fmt.Errorf("%w: %w", ErrInvalid, err)
+	}
+	if err := apikey.ValidatePrefix(p.Prefix); err != nil {
+		return fmt.Errorf("%w: %w", ErrInvalid, err)
+	}
+	return validateCommon(p.Scopes, p.AllowedIPs, p.Quota, p.RateLimit, p.Metadata)
+}
+
+// Validate checks the changes of an update.
+func (p UpdateParams) Validate() error {
+	if p.Name != nil {
+		if err := ValidateName(*p.Name); err != nil {
+			return fmt.Errorf("%w: %w", ErrInvalid, err)
+		}
+	}
+	return validateCommon(p.AddScopes, p.AddIPs, p.Quota, p.RateLimit, p.SetMeta)
+}
+
+func validateCommon(scopes, ips []string, quota *int64, rate *RateLimit, meta map[string]string) error {
+	for _, s := range scopes {
+		if err := ValidateScope(s); err != nil {
+			return fmt.Errorf("%w: %w", ErrInvalid, err)
+		}
+	}
+	for _, ip := range ips {
+		if c, err := ParseAllowedIP(ip); err != nil || c != ip {
+			return fmt.Errorf("%w: allowed address %q is not a canonical IP address or CIDR", ErrInvalid, ip)
+		}
+	}
+	if quota != nil && *quota < 0 {
+		return fmt.Errorf("%w: quota %d is negative", ErrInvalid, *quota)
+	}
+	if rate != nil {
+		if _, err := ParseRateLimit(fmt.Sprintf("%d/%s", rate.Count, rate.Unit)); err != nil {
+			return fmt.Errorf("%w: %w", ErrInvalid, err)
+		}
+	}
+	for k := range meta {
+		if k == "" || strings.ContainsAny(k, "=\n") {
+			return fmt.Errorf("%w: metadata key %q must be non-empty and hold no '=' or newline", ErrInvalid, k)
+		}
+	}
+	return nil
+}
