@@ -1,0 +1,109 @@
+package commands
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"strings"
+
+	"github.com/keyctl/keyctl/store"
+)
+
+// Exit statuses: a documented contract.
+const (
+	exitOK       = 0
+	exitFailure  = 1
+	exitUsage    = 2
+	exitNotFound = 3
+	exitRefused  = 4
+)
+
+// usageError is bad input on the command line: exit 2.
+type usageError struct{ err error }
+
+func (e *usageError) Error() string { return e.err.Error() }
+func (e *usageError) Unwrap() error { return e.err }
+
+// usagef returns a usage error.
+func usagef(format string, a ...any) error {
+	return &usageError{fmt.Errorf(format, a...)}
+}
+
+// flagErr returns a usage error naming the flag whose value is bad.
+func flagErr(flag string, err error) error {
+	return &usageError{fmt.Errorf("--%s: %w", flag, err)}
+}
+
+// hintError adds a hint line to an error.
+type hintError struct {
+	err  error
+	hint string
+}
+
+func (e *hintError) Error() string { return e.err.Error() }
+func (e *hintError) Unwrap() error { return e.err }
+
+func withHint(err error, hint string) error { return &hintError{err, hint} }
+
+// exitError carries an exit status decided by the command itself.
+type exitError struct {
+	code int
+	err  error // nil when the command has already said what there is to say
+}
+
+func (e *exitError) Error() string {
+	if e.err == nil {
+		return fmt.Sprintf("exit status %d", e.code)
+	}
+	return e.err.Error()
+}
+func (e *exitError) Unwrap() error { return e.err }
+
+// exitCode chooses the exit status for err: the one place that does.
+func exitCode(err error) int {
+	var ee *exitError
+	var ue *usageError
+	switch {
+	case err == nil:
+		return exitOK
+	case errors.As(err, &ee):
+		return ee.code
+	case errors.As(err, &ue), errors.Is(err, store.ErrInvalid):
+		return exitUsage
+	case errors.Is(err, store.ErrNotFound):
+		return exitNotFound
+	case errors.Is(err, store.ErrRevoked), errors.Is(err, store.ErrConflict):
+		return exitRefused
+	}
+	return exitFailure
+}
+
+// printError writes err as one lower-case line, and a hint where one helps.
+func printError(w io.Writer, err error) {
+	var ee *exitError
+	if errors.As(err, &ee) && ee.err == nil {
+		return
+	}
+	msg := err.Error()
+	if msg != "" {
+		msg = strings.ToLower(msg[:1]) + msg[1:]
+	}
+	fmt.Fprintf(w, "keyctl: %s\n", strings.ReplaceAll(msg, "\n", " "))
+	var he *hintError
+	switch {
+	case errors.As(err, &he):
+		fmt.Fprintf(w, "keyctl: hint: %s\n", he.hint)
+	case errors.Is(err, store.ErrNotFound):
+		fmt.Fprintln(w, "keyctl: hint: 'keyctl list --all' shows every key, revoked ones too")
+	case errors.Is(err, store.ErrRevoked):
+		fmt.Fprintln(w, "keyctl: hint: revocation is permanent; create a new key instead")
+	}
+}
+
+// withHintIfConflict adds a hint to a name conflict.
+func withHintIfConflict(err error, hint string) error {
+	if errors.Is(err, store.ErrConflict) {
+		return withHint(err, hint)
+	}
+	return err
+}

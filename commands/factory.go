@@ -1,0 +1,137 @@
+package commands
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"os/user"
+	"path/filepath"
+	"time"
+
+	"github.com/spf13/cobra"
+	"github.com/spf13/viper"
+
+	"github.com/keyctl/keyctl/output"
+	"github.com/keyctl/keyctl/store"
+)
+
+// Factory holds what commands share: streams, configuration, the clock and
+// the way to the store. Tests build one with their own parts.
+type Factory struct {
+	IO     *output.IOStreams
+	Config *viper.Viper
+	Now    func() time.Time
+	// Store opens the configured store; commands close it when done.
+	Store func(ctx context.Context) (store.Store, error)
+}
+
+// newFactory returns the factory of a real process.
+func newFactory(io *output.IOStreams) *Factory {
+	f := &Factory{IO: io, Config: newConfig(), Now: time.Now}
+	f.Store = func(ctx context.Context) (store.Store, error) {
+		path := f.Config.GetString("db")
+		if path == "" {
+			return nil, fmt.Errorf("no database: set --db or KEYCTL_DB")
+		}
+		return store.OpenSQLite(ctx, path, store.Options{Pepper: []byte(f.Config.GetString("pepper")), Now: f.Now})
+	}
+	return f
+}
+
+// newConfig returns keyctl's configuration: flags (bound when a command
+// runs), then KEYCTL_* variables, then the config file, then these defaults.
+func newConfig() *viper.Viper {
+	v := viper.New()
+	v.SetEnvPrefix("keyctl")
+	v.AutomaticEnv()
+	v.SetDefault("db", defaultDBPath())
+	v.SetDefault("output", "table")
+	v.SetDefault("prefix", "sk")
+	v.SetDefault("env", string(store.Development))
+	return v
+}
+
+// loadConfig binds the running command's global flags and reads the config
+// file. Flags are bound here, for the command that runs, and not at start-up.
+func (f *Factory) loadConfig(cmd *cobra.Command) error {
+	for _, name := range []string{"db", "config", "output"} {
+		if fl := cmd.Flags().Lookup(name); fl != nil {
+			if err := f.Config.BindPFlag(name, fl); err != nil {
+				return err
+			}
+		}
+	}
+	return readConfigFile(f.Config)
+}
+
+// readConfigFile reads --config / KEYCTL_CONFIG, or the default file if it
+// exists. A config file that was asked for by name must exist.
+func readConfigFile(v *viper.Viper) error {
+	path := v.GetString("config")
+	explicit := path != ""
+	if !explicit {
+		dir, err := os.UserConfigDir()
+		if err != nil {
+			return nil
+		}
+		path = filepath.Join(dir, "keyctl", "config.yaml")
+	}
+	v.SetConfigFile(path)
+	v.SetConfigType("yaml")
+	err := v.ReadInConfig()
+	var pe *fs.PathError
+	if errors.As(err, &pe) && !explicit {
+		return nil
+	}
+	if err != nil {
+		return withHint(fmt.Errorf("reading config file %s: %w", path, err),
+			"the config file is YAML with keys db, output, prefix, env and pepper")
+	}
+	return nil
+}
+
+// defaultDBPath is $XDG_DATA_HOME/keyctl/keyctl.db, or
+// ~/.local/share/keyctl/keyctl.db.
+func defaultDBPath() string {
+	dir := os.Getenv("XDG_DATA_HOME")
+	if dir == "" {
+		home, err := os.UserHomeDir()
+		if err != nil {
+			return ""
+		}
+		dir = filepath.Join(home, ".local", "share")
+	}
+	return filepath.Join(dir, "keyctl", "keyctl.db")
+}
+
+// currentUser names who is running keyctl, for created_by.
+func currentUser() string {
+	if u, err := user.Current(); err == nil && u.Username != "" {
+		return u.Username
+	}
+	if u := os.Getenv("USER"); u != "" {
+		return u
+	}
+	return "unknown"
+}
+
+// withStore opens the store, runs fn with it, and closes it.
+func (f *Factory) withStore(ctx context.Context, fn func(store.Store) error) error {
+	s, err := f.Store(ctx)
+	if err != nil {
+		return err
+	}
+	defer s.Close()
+	return fn(s)
+}
+
+// outputFormat is the -o format in effect, checked against allowed.
+func (f *Factory) outputFormat(allowed ...output.Format) (output.Format, error) {
+	format, err := output.ParseFormat(f.Config.GetString("output"), allowed...)
+	if err != nil {
+		return "", flagErr("output", err)
+	}
+	return format, nil
+}

@@ -1,0 +1,143 @@
+package commands
+
+import (
+	"fmt"
+	"regexp"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/keyctl/keyctl/store"
+)
+
+var daysRE = regexp.MustCompile(`^(\d+)d$`)
+
+// parseDuration accepts Go durations (30s, 15m, 24h) and whole days (90d).
+func parseDuration(s string) (time.Duration, error) {
+	if m := daysRE.FindStringSubmatch(s); m != nil {
+		n, err := strconv.Atoi(m[1])
+		if err == nil && n <= 100*365 {
+			return time.Duration(n) * 24 * time.Hour, nil
+		}
+	} else if d, err := time.ParseDuration(s); err == nil {
+		return d, nil
+	}
+	return 0, fmt.Errorf("%q is not a duration (such as 30s, 15m, 24h, 90d)", s)
+}
+
+// parsePositiveDuration is parseDuration for windows that must be > 0.
+func parsePositiveDuration(flag, s string) (time.Duration, error) {
+	d, err := parseDuration(s)
+	if err == nil && d <= 0 {
+		err = fmt.Errorf("%q must be longer than zero", s)
+	}
+	if err != nil {
+		return 0, flagErr(flag, err)
+	}
+	return d, nil
+}
+
+// parseExpires accepts a duration from now, a date (midnight UTC), an RFC
+// 3339 time, or "never" (never is true). The time must be in the future.
+func parseExpires(s string, now time.Time) (t *time.Time, never bool, err error) {
+	if strings.EqualFold(s, "never") {
+		return nil, true, nil
+	}
+	var at time.Time
+	if d, derr := parseDuration(s); derr == nil {
+		at = now.Add(d)
+	} else if day, derr := time.Parse(time.DateOnly, s); derr == nil {
+		at = day
+	} else if ts, derr := time.Parse(time.RFC3339, s); derr == nil {
+		at = ts
+	} else {
+		return nil, false, flagErr("expires", fmt.Errorf("%q is not a duration, date or time (30s, 15m, 24h, 90d, 2027-01-31, 2027-01-31T12:00:00Z or never)", s))
+	}
+	at = at.UTC().Truncate(time.Second)
+	if !at.After(now) {
+		return nil, false, flagErr("expires", fmt.Errorf("%q is not in the future", s))
+	}
+	return &at, false, nil
+}
+
+// parseScopes splits repeated, comma-separated scope flags into a set.
+func parseScopes(flag string, values []string) ([]string, error) {
+	var out []string
+	for _, v := range values {
+		for _, s := range strings.Split(v, ",") {
+			s = strings.TrimSpace(s)
+			if s == "" {
+				continue
+			}
+			if err := store.ValidateScope(s); err != nil {
+				return nil, flagErr(flag, err)
+			}
+			out = append(out, s)
+		}
+	}
+	return store.NormalizeSet(out), nil
+}
+
+// parseIPs checks repeated, comma-separated IP and CIDR flags.
+func parseIPs(flag string, values []string) ([]string, error) {
+	var out []string
+	for _, v := range values {
+		for _, s := range strings.Split(v, ",") {
+			if strings.TrimSpace(s) == "" {
+				continue
+			}
+			ip, err := store.ParseAllowedIP(s)
+			if err != nil {
+				return nil, flagErr(flag, err)
+			}
+			out = append(out, ip)
+		}
+	}
+	return store.NormalizeSet(out), nil
+}
+
+// parseMeta parses repeated key=value flags.
+func parseMeta(flag string, values []string) (map[string]string, error) {
+	m := map[string]string{}
+	for _, v := range values {
+		k, val, ok := strings.Cut(v, "=")
+		k = strings.TrimSpace(k)
+		if !ok || k == "" || strings.Contains(val, "\n") {
+			return nil, flagErr(flag, fmt.Errorf("%q is not key=value", v))
+		}
+		m[k] = val
+	}
+	return m, nil
+}
+
+// parseQuota accepts a number of uses (0 or more) or "unlimited".
+func parseQuota(s string) (n *int64, unlimited bool, err error) {
+	if strings.EqualFold(s, "unlimited") || strings.EqualFold(s, "none") {
+		return nil, true, nil
+	}
+	v, perr := strconv.ParseInt(s, 10, 64)
+	if perr != nil || v < 0 {
+		return nil, false, flagErr("quota", fmt.Errorf("%q is not a number of uses (0 or more, or unlimited)", s))
+	}
+	return &v, false, nil
+}
+
+// parseRateLimit accepts N/s, N/m, N/h, N/d or "none".
+func parseRateLimit(s string) (r *store.RateLimit, none bool, err error) {
+	if strings.EqualFold(s, "none") || strings.EqualFold(s, "unlimited") {
+		return nil, true, nil
+	}
+	r, err = store.ParseRateLimit(s)
+	if err != nil {
+		return nil, false, flagErr("rate-limit", err)
+	}
+	return r, false, nil
+}
+
+func parseEnv(flag, s string) (store.Env, error) {
+	e, err := store.ParseEnv(s)
+	if err != nil {
+		return "", flagErr(flag, err)
+	}
+	return e, nil
+}

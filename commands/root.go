@@ -1,0 +1,111 @@
+// Package commands is keyctl's command line: one file per verb, each parsing
+// its flags into options and handing them to a run function that talks only
+// to the store and the printers.
+package commands
+
+import (
+	"context"
+	"errors"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+
+	"github.com/spf13/cobra"
+
+	"github.com/keyctl/keyctl/output"
+)
+
+const exitStatusHelp = `EXIT STATUS
+  0   success
+  1   failure (the database could not be read, an I/O error, ...)
+  2   usage error: an unknown flag, a missing argument or a bad value
+  3   key not found
+  4   refused in the key's state (a revoked key cannot be changed; a name is in use)`
+
+// Main runs keyctl and returns its exit status.
+func Main() int {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	io := output.System()
+	root := newRootCmd(newFactory(io))
+	err := root.ExecuteContext(ctx)
+	if err == nil {
+		return exitOK
+	}
+	if !isUsageError(err) && strings.HasPrefix(err.Error(), "unknown command") {
+		err = &usageError{err}
+	}
+	printError(io.ErrOut, err)
+	return exitCode(err)
+}
+
+func isUsageError(err error) bool {
+	var ue *usageError
+	return errors.As(err, &ue)
+}
+
+func newRootCmd(f *Factory) *cobra.Command {
+	root := &cobra.Command{
+		Use:   "keyctl <command>",
+		Short: "Administer API keys: create, rotate, revoke and check them",
+		Long: `keyctl issues and administers API keys (sk_live_..., sk_test_...): it shows a
+key's secret once, stores only a digest of it, and manages the key's scopes,
+environment, expiry, allowed addresses, quota and rate limit.
+
+Keys live in a local SQLite database (--db, KEYCTL_DB; by default
+$XDG_DATA_HOME/keyctl/keyctl.db), created on first use.
+
+` + exitStatusHelp,
+		SilenceUsage:  true,
+		SilenceErrors: true,
+		PersistentPreRunE: func(cmd *cobra.Command, _ []string) error {
+			return f.loadConfig(cmd)
+		},
+	}
+	root.SetFlagErrorFunc(func(cmd *cobra.Command, err error) error {
+		return withHint(&usageError{err}, "see '"+cmd.CommandPath()+" --help'")
+	})
+	root.SetOut(f.IO.Out)
+	root.SetErr(f.IO.ErrOut)
+	root.SetIn(f.IO.In)
+
+	pf := root.PersistentFlags()
+	pf.String("db", "", "path of the SQLite database (env KEYCTL_DB)")
+	pf.String("config", "", "path of the config file (env KEYCTL_CONFIG; default $XDG_CONFIG_HOME/keyctl/config.yaml)")
+	pf.StringP("output", "o", "", "output format: table, json or yaml (env KEYCTL_OUTPUT)")
+
+	root.AddCommand(
+		newCreateCmd(f, nil),
+		newListCmd(f, nil),
+		newShowCmd(f, nil),
+		newUpdateCmd(f, nil),
+		newRotateCmd(f, nil),
+		newDisableCmd(f),
+		newEnableCmd(f),
+		newRevokeCmd(f, nil),
+		newVersionCmd(f),
+	)
+	root.CompletionOptions.HiddenDefaultCmd = true
+	root.AddCommand(newCompletionCmd())
+	return root
+}
+
+// exactKey requires exactly one KEY argument, as a usage error.
+func exactKey(cmd *cobra.Command, args []string) error {
+	switch {
+	case len(args) == 0:
+		return withHint(usagef("%s needs a KEY (an id or a name)", cmd.Name()), "see '"+cmd.CommandPath()+" --help'")
+	case len(args) > 1:
+		return usagef("%s takes one KEY, got %d arguments", cmd.Name(), len(args))
+	}
+	return nil
+}
+
+// noArgs refuses positional arguments, as a usage error.
+func noArgs(cmd *cobra.Command, args []string) error {
+	if len(args) > 0 {
+		return usagef("%s takes no arguments, got %q", cmd.Name(), args[0])
+	}
+	return nil
+}

@@ -1,0 +1,89 @@
+package commands
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/keyctl/keyctl/output"
+	"github.com/keyctl/keyctl/store"
+)
+
+// RotateOptions are the parsed flags of keyctl rotate.
+type RotateOptions struct {
+	Ref        string
+	Grace      time.Duration
+	SecretFile string
+	Format     output.Format
+}
+
+func newRotateCmd(f *Factory, runF func(context.Context, *RotateOptions) error) *cobra.Command {
+	var grace, secretFile string
+	cmd := &cobra.Command{
+		Use:   "rotate KEY",
+		Short: "Give a key a new secret, keeping everything else",
+		Long: `Give a key a new secret. Its id, name, scopes, environment, prefix and every
+setting stay. The old secret stops working at once, or at the end of --grace,
+until when both work. The new secret is shown once, as by create.
+
+A revoked key cannot be rotated (exit 4).`,
+		Example: `  keyctl rotate billing
+  keyctl rotate billing --grace 24h | gh secret set BILLING_API_KEY`,
+		Args:              exactKey,
+		ValidArgsFunction: completeKeys(f, false),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			opts := &RotateOptions{Ref: args[0], SecretFile: secretFile}
+			var err error
+			if grace != "" {
+				if opts.Grace, err = parseDuration(grace); err != nil {
+					return flagErr("grace", err)
+				}
+				if opts.Grace < 0 {
+					return flagErr("grace", fmt.Errorf("%q is negative", grace))
+				}
+			}
+			if opts.Format, err = f.outputFormat(); err != nil {
+				return err
+			}
+			if runF != nil {
+				return runF(cmd.Context(), opts)
+			}
+			return runRotate(cmd.Context(), f, opts)
+		},
+	}
+	cmd.Flags().StringVar(&grace, "grace", "", "how long the old secret keeps working (e.g. 1h, 7d; default: it stops now)")
+	cmd.Flags().StringVar(&secretFile, "secret-file", "", "write the new secret to this new file (mode 0600) instead of stdout")
+	return cmd
+}
+
+func runRotate(ctx context.Context, f *Factory, opts *RotateOptions) error {
+	file, err := openSecretFile(opts.SecretFile)
+	if err != nil {
+		return err
+	}
+	return f.withStore(ctx, func(s store.Store) error {
+		k, secret, err := s.Rotate(ctx, opts.Ref, opts.Grace)
+		if err != nil {
+			file.abandon()
+			return err
+		}
+		now := f.Now()
+		return printIssued(f.IO, issued{
+			key: k, secret: secret, file: file, format: opts.Format, now: now,
+			headline: fmt.Sprintf("Rotated key %s (%s)", k.Name, k.ID),
+			notice:   graceNotice(opts.Grace, now),
+		})
+	})
+}
+
+// graceNotice says when the old secret stops working.
+func graceNotice(grace time.Duration, now time.Time) string {
+	if grace <= 0 {
+		return "The previous secret stopped working now."
+	}
+	end := now.Add(grace).UTC().Truncate(time.Second)
+	return fmt.Sprintf("The previous secret keeps working until %s (%s).",
+		end.Format(time.RFC3339), output.Relative(end, now))
+}

@@ -1,0 +1,111 @@
+package commands
+
+import (
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"time"
+
+	"github.com/keyctl/keyctl/output"
+	"github.com/keyctl/keyctl/store"
+)
+
+// secretFile is a new file, made 0600 before any key is created, that will
+// receive a secret. It never overwrites an existing file.
+type secretFile struct {
+	path string
+	f    *os.File
+}
+
+func openSecretFile(path string) (*secretFile, error) {
+	if path == "" {
+		return nil, nil
+	}
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	if errors.Is(err, fs.ErrExist) {
+		return nil, withHint(flagErr("secret-file", fmt.Errorf("%s already exists; keyctl never overwrites a file", path)),
+			"choose a new path, or remove the old file first")
+	}
+	if err != nil {
+		return nil, flagErr("secret-file", err)
+	}
+	return &secretFile{path: path, f: f}, nil
+}
+
+// abandon removes the file when no key came to be.
+func (s *secretFile) abandon() {
+	if s != nil {
+		s.f.Close()
+		os.Remove(s.path)
+	}
+}
+
+func (s *secretFile) write(secret string) error {
+	_, err := fmt.Fprintln(s.f, secret)
+	if cerr := s.f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return fmt.Errorf("writing the secret to %s: %w", s.path, err)
+	}
+	return nil
+}
+
+// issued is what create and rotate print: the key, its secret, and a line
+// saying what happened.
+type issued struct {
+	key      *store.Key
+	secret   string
+	headline string // e.g. "Created key billing (key_...)"
+	notice   string // extra line for people, e.g. how long the old secret works
+	file     *secretFile
+	format   output.Format
+	now      time.Time
+}
+
+// keyWithSecret is the JSON and YAML form of an issued key.
+type keyWithSecret struct {
+	*store.Key
+	Secret string `json:"secret,omitempty"`
+}
+
+// printIssued shows a secret exactly once: in a block on a terminal; alone on
+// stdout, with the details on stderr, in a pipe; in the object with -o
+// json|yaml; or only in the file with --secret-file.
+func printIssued(io *output.IOStreams, r issued) error {
+	if r.file != nil {
+		if err := r.file.write(r.secret); err != nil {
+			return err
+		}
+		r.secret = ""
+	}
+	switch r.format {
+	case output.JSON:
+		return output.WriteJSON(io.Out, keyWithSecret{r.key, r.secret})
+	case output.YAML:
+		return output.WriteYAML(io.Out, keyWithSecret{r.key, r.secret})
+	}
+
+	details := io.ErrOut
+	if io.IsStdoutTTY() {
+		details = io.Out
+	}
+	fmt.Fprintf(details, "%s\n\n", r.headline)
+	output.KeyDetails(io, details, r.key, r.now)
+	if r.notice != "" {
+		fmt.Fprintf(details, "\n%s\n", r.notice)
+	}
+	if r.file != nil {
+		fmt.Fprintf(details, "\nThe secret was written to %s (mode 0600). It is not stored anywhere else.\n", r.file.path)
+		return nil
+	}
+	if io.IsStdoutTTY() {
+		fmt.Fprintf(io.Out, "\n%-13s %s\n\n", "Secret:", r.secret)
+		fmt.Fprintln(io.Out, "Copy the secret now: keyctl stores only its digest and cannot show it again.")
+		return nil
+	}
+	fmt.Fprintln(details, "\nThe secret is on stdout. keyctl stores only its digest and cannot show it again.")
+	_, err := fmt.Fprintln(io.Out, r.secret)
+	return err
+}

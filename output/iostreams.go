@@ -1,0 +1,65 @@
+// Package output prints for people and for scripts: tables, relative times
+// and colour on a terminal; stable JSON, YAML and RFC 3339 times elsewhere.
+// Terminal detection lives here and nowhere else.
+package output
+
+import (
+	"bytes"
+	"fmt"
+	"io"
+	"os"
+
+	"golang.org/x/term"
+)
+
+// IOStreams are a command's standard streams and what is known about them.
+type IOStreams struct {
+	In     io.Reader
+	Out    io.Writer
+	ErrOut io.Writer
+
+	stdinTTY  bool
+	stdoutTTY bool
+	color     bool
+}
+
+// System returns the process's streams. KEYCTL_FORCE_TTY makes stdout count
+// as a terminal (for scripts that capture output meant for people);
+// NO_COLOR turns colour off.
+func System() *IOStreams {
+	s := &IOStreams{In: os.Stdin, Out: os.Stdout, ErrOut: os.Stderr}
+	s.stdinTTY = term.IsTerminal(int(os.Stdin.Fd()))
+	s.stdoutTTY = term.IsTerminal(int(os.Stdout.Fd())) || os.Getenv("KEYCTL_FORCE_TTY") != ""
+	_, noColor := os.LookupEnv("NO_COLOR")
+	s.color = s.stdoutTTY && !noColor && os.Getenv("TERM") != "dumb"
+	return s
+}
+
+// Test returns streams backed by buffers, not terminals.
+func Test() (s *IOStreams, in, out, errOut *bytes.Buffer) {
+	in, out, errOut = &bytes.Buffer{}, &bytes.Buffer{}, &bytes.Buffer{}
+	return &IOStreams{In: in, Out: out, ErrOut: errOut}, in, out, errOut
+}
+
+// IsStdoutTTY reports whether stdout is a terminal.
+func (s *IOStreams) IsStdoutTTY() bool { return s.stdoutTTY }
+
+// IsStdinTTY reports whether stdin is a terminal.
+func (s *IOStreams) IsStdinTTY() bool { return s.stdinTTY }
+
+// SetStdoutTTY sets whether stdout counts as a terminal (for tests).
+func (s *IOStreams) SetStdoutTTY(v bool) { s.stdoutTTY = v }
+
+// SetStdinTTY sets whether stdin counts as a terminal (for tests).
+func (s *IOStreams) SetStdinTTY(v bool) { s.stdinTTY = v }
+
+// SetColor turns colour on or off (for tests).
+func (s *IOStreams) SetColor(v bool) { s.color = v }
+
+// ColorEnabled reports whether output may be coloured.
+func (s *IOStreams) ColorEnabled() bool { return s.color }
+
+// Notef writes a message for people, with a newline, to stderr.
+func (s *IOStreams) Notef(format string, a ...any) {
+	fmt.Fprintf(s.ErrOut, format+"\n", a...)
+}

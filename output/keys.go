@@ -1,0 +1,170 @@
+package output
+
+import (
+	"bytes"
+	"fmt"
+	"io"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/olekukonko/tablewriter"
+	"github.com/olekukonko/tablewriter/renderer"
+	"github.com/olekukonko/tablewriter/tw"
+
+	"github.com/keyctl/keyctl/store"
+)
+
+// WriteTable writes a plain, borderless table (gh style): an upper-case
+// header line and one line a row, columns separated by two spaces.
+func WriteTable(w io.Writer, header []string, rows [][]string) error {
+	var buf bytes.Buffer
+	table := tablewriter.NewTable(&buf,
+		tablewriter.WithRenderer(renderer.NewBlueprint(tw.Rendition{
+			Borders: tw.BorderNone,
+			Settings: tw.Settings{
+				Separators: tw.Separators{BetweenColumns: tw.Off, BetweenRows: tw.Off},
+				Lines:      tw.Lines{ShowHeaderLine: tw.Off},
+			},
+		})),
+		tablewriter.WithHeaderAutoFormat(tw.Off),
+		tablewriter.WithHeaderAlignment(tw.AlignLeft),
+		tablewriter.WithRowAlignment(tw.AlignLeft),
+		tablewriter.WithRowAutoWrap(tw.WrapNone),
+		tablewriter.WithHeaderAutoWrap(tw.WrapNone),
+		tablewriter.WithTrimSpace(tw.Off),
+		tablewriter.WithPadding(tw.Padding{Right: "  ", Overwrite: true}),
+	)
+	table.Header(header)
+	if err := table.Bulk(rows); err != nil {
+		return err
+	}
+	if err := table.Render(); err != nil {
+		return err
+	}
+	for _, line := range strings.Split(strings.TrimRight(buf.String(), "\n"), "\n") {
+		if _, err := fmt.Fprintln(w, strings.TrimRight(line, " ")); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+var statusColors = map[store.Status]string{
+	store.Active:   "\x1b[32m", // green
+	store.Disabled: "\x1b[33m", // yellow
+	store.Expired:  "\x1b[31m", // red
+	store.Revoked:  "\x1b[31m",
+}
+
+// Status renders a status, coloured when colour is on.
+func (s *IOStreams) Status(st store.Status) string {
+	if !s.color {
+		return string(st)
+	}
+	return statusColors[st] + string(st) + "\x1b[0m"
+}
+
+// KeyTable prints keys as a table for people.
+func KeyTable(s *IOStreams, keys []*store.Key, now time.Time) error {
+	if len(keys) == 0 {
+		if s.IsStdoutTTY() {
+			fmt.Fprintln(s.ErrOut, "no keys match")
+		}
+		return nil
+	}
+	tty := s.IsStdoutTTY()
+	rows := make([][]string, 0, len(keys))
+	for _, k := range keys {
+		rows = append(rows, []string{
+			k.Name, k.ID, k.Masked(), joinOr(k.Scopes, "-"), string(k.Env), s.Status(k.Status),
+			Time(k.ExpiresAt, now, tty, "never"), Time(k.LastUsedAt, now, tty, "never"),
+			Time(&k.CreatedAt, now, tty, ""),
+		})
+	}
+	return WriteTable(s.Out, []string{"NAME", "ID", "KEY", "SCOPES", "ENV", "STATUS", "EXPIRES", "LAST USED", "CREATED"}, rows)
+}
+
+func joinOr(items []string, none string) string {
+	if len(items) == 0 {
+		return none
+	}
+	return strings.Join(items, ",")
+}
+
+// KeyDetails prints one key as labelled lines for people.
+func KeyDetails(s *IOStreams, w io.Writer, k *store.Key, now time.Time) {
+	tty := s.IsStdoutTTY()
+	when := func(t *time.Time, unset string) string {
+		v := Time(t, now, tty, unset)
+		if t != nil && tty {
+			v += " (" + t.UTC().Format(time.RFC3339) + ")"
+		}
+		return v
+	}
+	line := func(label, value string) {
+		if value != "" {
+			fmt.Fprintf(w, "%-13s %s\n", label+":", value)
+		}
+	}
+	line("Name", k.Name)
+	line("ID", k.ID)
+	line("Key", k.Masked())
+	line("Description", k.Description)
+	line("Scopes", joinOr(k.Scopes, "none"))
+	line("Env", string(k.Env))
+	line("Status", s.Status(k.Status))
+	line("Expires", when(k.ExpiresAt, "never"))
+	line("Allowed IPs", joinOr(k.AllowedIPs, "any"))
+	line("Quota", quota(k))
+	rate := "none"
+	if k.RateLimit != nil {
+		rate = fmt.Sprintf("%d per %s", k.RateLimit.Count, k.RateLimit.Unit)
+	}
+	line("Rate limit", rate)
+	line("Metadata", metadata(k.Metadata))
+	usage := plural(int(k.UsageCount), "use")
+	if k.LastUsedAt != nil {
+		usage += ", last " + when(k.LastUsedAt, "")
+		if k.LastUsedIP != "" {
+			usage += " from " + k.LastUsedIP
+		}
+	}
+	line("Usage", usage)
+	created := when(&k.CreatedAt, "")
+	if k.CreatedBy != "" {
+		created += " by " + k.CreatedBy
+	}
+	line("Created", created)
+	line("Updated", when(&k.UpdatedAt, ""))
+	line("Rotated", when(k.RotatedAt, ""))
+	if k.RevokedAt != nil {
+		revoked := when(k.RevokedAt, "")
+		if k.RevokeReason != "" {
+			revoked += ": " + k.RevokeReason
+		}
+		line("Revoked", revoked)
+	}
+}
+
+func quota(k *store.Key) string {
+	if k.QuotaRemaining == nil {
+		return "unlimited"
+	}
+	if k.Quota == nil {
+		return fmt.Sprintf("%d remaining", *k.QuotaRemaining)
+	}
+	return fmt.Sprintf("%d of %d remaining (%d used)", *k.QuotaRemaining, *k.Quota, *k.Quota-*k.QuotaRemaining)
+}
+
+func metadata(m map[string]string) string {
+	if len(m) == 0 {
+		return "none"
+	}
+	pairs := make([]string, 0, len(m))
+	for k, v := range m {
+		pairs = append(pairs, k+"="+v)
+	}
+	slices.Sort(pairs)
+	return strings.Join(pairs, ", ")
+}
