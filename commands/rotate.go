@@ -85,5 +85,5 @@ func graceNotice(grace time.Duration, now time.Time) string {
 	}
 	end := now.Add(grace).UTC().Truncate(time.Second)
 	return fmt.Sprintf("The previous secret keeps working until %s (%s).",
-		end.Format(time.RFC3339), output.Relative(end, now))
+		end.Format(time.RFC3339), output.Relative(now.Add(grace), now))
 }

@@ -25,13 +25,12 @@ type IOStreams struct {
 
 // System returns the process's streams. KEYCTL_FORCE_TTY makes stdout count
 // as a terminal (for scripts that capture output meant for people);
-// NO_COLOR turns colour off.
+// a non-empty NO_COLOR turns colour off.
 func System() *IOStreams {
 	s := &IOStreams{In: os.Stdin, Out: os.Stdout, ErrOut: os.Stderr}
 	s.stdinTTY = term.IsTerminal(int(os.Stdin.Fd()))
 	s.stdoutTTY = term.IsTerminal(int(os.Stdout.Fd())) || os.Getenv("KEYCTL_FORCE_TTY") != ""
-	_, noColor := os.LookupEnv("NO_COLOR")
-	s.color = s.stdoutTTY && !noColor && os.Getenv("TERM") != "dumb"
+	s.color = s.stdoutTTY && os.Getenv("NO_COLOR") == "" && os.Getenv("TERM") != "dumb"
 	return s
 }
 

@@ -1,0 +1,86 @@
+package commands
+
+import (
+	"errors"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+
+	"github.com/rogpeppe/go-internal/testscript"
+)
+
+func TestMain(m *testing.M) {
+	testscript.Main(m, map[string]func(){
+		"keyctl": func() { os.Exit(Main()) },
+	})
+}
+
+// TestScripts runs the end-to-end scripts in testdata/script against the
+// keyctl binary, each with its own database in a temp dir.
+func TestScripts(t *testing.T) {
+	testscript.Run(t, scriptParams(t))
+}
+
+func scriptParams(t *testing.T) testscript.Params {
+	return testscript.Params{
+		Dir:                 filepath.Join("..", "testdata", "script"),
+		RequireExplicitExec: true,
+		Setup: func(env *testscript.Env) error {
+			env.Setenv("KEYCTL_DB", filepath.Join(env.WorkDir, "keyctl.db"))
+			env.Setenv("XDG_CONFIG_HOME", filepath.Join(env.WorkDir, ".config"))
+			env.Setenv("XDG_DATA_HOME", filepath.Join(env.WorkDir, ".local", "share"))
+			return nil
+		},
+		Cmds: map[string]func(ts *testscript.TestScript, neg bool, args []string){
+			"status": cmdStatus,
+			"jq":     cmdJQ,
+		},
+	}
+}
+
+// cmdStatus runs a command and checks its exact exit status, keeping its
+// stdout and stderr for the next stdout/stderr lines:
+//
+//	status 3 exec keyctl show nope
+func cmdStatus(ts *testscript.TestScript, neg bool, args []string) {
+	if neg || len(args) < 3 || args[1] != "exec" {
+		ts.Fatalf("usage: status N exec command [args...]")
+	}
+	want, err := strconv.Atoi(args[0])
+	if err != nil {
+		ts.Fatalf("status: %v", err)
+	}
+	err = ts.Exec(args[2], args[3:]...)
+	got := 0
+	var ee *exec.ExitError
+	if errors.As(err, &ee) {
+		got = ee.ExitCode()
+	} else if err != nil {
+		ts.Fatalf("status: %v", err)
+	}
+	if got != want {
+		ts.Fatalf("exit status %d, want %d", got, want)
+	}
+}
+
+// cmdJQ checks the last command's stdout with a jq expression that must be
+// true (jq -e):
+//
+//	jq '.name == "billing"'
+func cmdJQ(ts *testscript.TestScript, neg bool, args []string) {
+	if len(args) != 1 {
+		ts.Fatalf("usage: jq EXPR")
+	}
+	cmd := exec.Command("jq", "-e", args[0])
+	cmd.Stdin = strings.NewReader(ts.ReadFile("stdout"))
+	out, err := cmd.CombinedOutput()
+	if neg && err == nil {
+		ts.Fatalf("jq %s held: %s", args[0], out)
+	}
+	if !neg && err != nil {
+		ts.Fatalf("jq %s: %v: %s", args[0], err, out)
+	}
+}
