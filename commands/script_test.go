@@ -32,6 +32,8 @@ func scriptParams(t *testing.T) testscript.Params {
 			env.Setenv("KEYCTL_DB", filepath.Join(env.WorkDir, "keyctl.db"))
 			env.Setenv("XDG_CONFIG_HOME", filepath.Join(env.WorkDir, ".config"))
 			env.Setenv("XDG_DATA_HOME", filepath.Join(env.WorkDir, ".local", "share"))
+			// A race-enabled binary otherwise sleeps a second at every exit.
+			env.Setenv("GORACE", "atexit_sleep_ms=0")
 			return nil
 		},
 		Cmds: map[string]func(ts *testscript.TestScript, neg bool, args []string){
