@@ -35,7 +35,17 @@ func newFactory(io *output.IOStreams) *Factory {
 		if path == "" {
 			return nil, fmt.Errorf("no database: set --db or KEYCTL_DB")
 		}
-		return store.OpenSQLite(ctx, path, store.Options{Pepper: []byte(f.Config.GetString("pepper")), Now: f.Now})
+		var retention time.Duration
+		if r := f.Config.GetString("usage_retention"); r != "" {
+			d, err := parseDuration(r)
+			if err != nil || d <= 0 {
+				return nil, fmt.Errorf("usage_retention: %q is not a positive duration", r)
+			}
+			retention = d
+		}
+		return store.OpenSQLite(ctx, path, store.Options{
+			Pepper: []byte(f.Config.GetString("pepper")), Now: f.Now, UsageRetention: retention,
+		})
 	}
 	return f
 }

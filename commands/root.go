@@ -84,6 +84,8 @@ $XDG_DATA_HOME/keyctl/keyctl.db), created on first use.
 		newDisableCmd(f),
 		newEnableCmd(f),
 		newRevokeCmd(f, nil),
+		newVerifyCmd(f),
+		newUsageCmd(f),
 		newVersionCmd(f),
 	)
 	root.CompletionOptions.HiddenDefaultCmd = true

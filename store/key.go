@@ -284,3 +284,11 @@ func (f ListFilter) Match(k *Key, now time.Time) bool {
 	}
 	return true
 }
+
+// FormatDuration writes whole days as "30d" and anything else as Go does.
+func FormatDuration(d time.Duration) string {
+	if d > 0 && d%(24*time.Hour) == 0 {
+		return fmt.Sprintf("%dd", d/(24*time.Hour))
+	}
+	return d.String()
+}

@@ -19,14 +19,21 @@ type Options struct {
 	Pepper []byte
 	// Now is the clock; time.Now when nil.
 	Now func() time.Time
+	// UsageRetention is how long verifications stay in the usage log;
+	// DefaultUsageRetention when zero.
+	UsageRetention time.Duration
 }
+
+// DefaultUsageRetention is how long the usage log keeps verifications.
+const DefaultUsageRetention = 30 * 24 * time.Hour
 
 // SQLite is the local Store: one database file, safe for many keyctl
 // processes at once.
 type SQLite struct {
-	db     *sql.DB
-	pepper []byte
-	now    func() time.Time
+	db        *sql.DB
+	pepper    []byte
+	now       func() time.Time
+	retention time.Duration
 }
 
 var _ Store = (*SQLite)(nil)
@@ -56,9 +63,12 @@ func OpenSQLite(ctx context.Context, path string, opts Options) (*SQLite, error)
 		return nil, fmt.Errorf("opening database: %w", err)
 	}
 	db.SetMaxOpenConns(1)
-	s := &SQLite{db: db, pepper: opts.Pepper, now: opts.Now}
+	s := &SQLite{db: db, pepper: opts.Pepper, now: opts.Now, retention: opts.UsageRetention}
 	if s.now == nil {
 		s.now = time.Now
+	}
+	if s.retention <= 0 {
+		s.retention = DefaultUsageRetention
 	}
 	if err := s.migrate(ctx); err != nil {
 		db.Close()
@@ -113,6 +123,18 @@ var migrations = []string{
 		ends_at    INTEGER
 	) WITHOUT ROWID;
 	CREATE INDEX secrets_key ON secrets(key_id);`,
+
+	// Verification: the rate limiter's state (GCRA's theoretical arrival
+	// time, in Unix nanoseconds) and a bounded log of verifications.
+	`ALTER TABLE keys ADD COLUMN rate_tat INTEGER NOT NULL DEFAULT 0;
+	CREATE TABLE usage_events (
+		id     INTEGER PRIMARY KEY,
+		key_id TEXT NOT NULL REFERENCES keys(id),
+		at     INTEGER NOT NULL, -- Unix milliseconds
+		code   TEXT NOT NULL,
+		ip     TEXT NOT NULL DEFAULT ''
+	);
+	CREATE INDEX usage_events_key_at ON usage_events(key_id, at);`,
 }
 
 // SchemaVersion is the schema version this build writes.

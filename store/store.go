@@ -41,5 +41,11 @@ type Store interface {
 	SetDisabled(ctx context.Context, ref string, disabled bool) (*Key, error)
 	// Revoke revokes a key for good; revoking a revoked key changes nothing.
 	Revoke(ctx context.Context, ref, reason string) (*Key, error)
+	// Verify decides whether a key may be used and records the use: usage
+	// count and last use for every found key, quota and rate limit for a
+	// valid one. A failure to decide is an error, never a result.
+	Verify(ctx context.Context, req VerifyRequest) (*VerifyResult, error)
+	// Usage reports a key's recent verifications and counts per day.
+	Usage(ctx context.Context, ref string, q UsageQuery) (*UsageReport, error)
 	Close() error
 }

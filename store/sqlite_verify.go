@@ -1,0 +1,279 @@
+package store
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"net/netip"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/keyctl/keyctl/apikey"
+)
+
+// Verify decides whether req's key may be used, in the documented check
+// order, and records the use in the same transaction: usage for every found
+// key, and the rate limit and quota only for a valid use, so that a rejected
+// call spends nothing. Immediate transactions make the quota exact across
+// processes.
+func (s *SQLite) Verify(ctx context.Context, req VerifyRequest) (*VerifyResult, error) {
+	res, err := s.VerifyBatch(ctx, []VerifyRequest{req})
+	if err != nil {
+		return nil, err
+	}
+	return res[0], nil
+}
+
+// VerifyBatch verifies many requests in one transaction, one after the
+// other, exactly as if each were verified alone. A server that batches the
+// requests arriving at the same moment pays for one commit, not one each.
+func (s *SQLite) VerifyBatch(ctx context.Context, reqs []VerifyRequest) ([]*VerifyResult, error) {
+	out := make([]*VerifyResult, len(reqs))
+	digests := make([][]byte, len(reqs))
+	pending := false
+	for i, req := range reqs {
+		if _, err := apikey.Parse(req.Token); err != nil {
+			out[i] = NewResult(Malformed, "not a keyctl key, or its checksum does not hold", nil)
+			continue
+		}
+		if req.Cost < 0 {
+			return nil, fmt.Errorf("%w: cost %d is negative", ErrInvalid, req.Cost)
+		}
+		digests[i] = apikey.Digest(req.Token, s.pepper)
+		pending = true
+	}
+	if !pending {
+		return out, nil
+	}
+	err := s.tx(ctx, func(tx *sql.Tx) error {
+		for i, req := range reqs {
+			if digests[i] == nil {
+				continue
+			}
+			res, err := s.verifyOne(ctx, tx, req, digests[i])
+			if err != nil {
+				return err
+			}
+			out[i] = res
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (s *SQLite) verifyOne(ctx context.Context, tx *sql.Tx, req VerifyRequest, digest []byte) (*VerifyResult, error) {
+	var (
+		stored []byte
+		keyID  string
+		endsAt sql.NullInt64
+	)
+	err := tx.QueryRowContext(ctx, `SELECT digest, key_id, ends_at FROM secrets WHERE digest = ?`, digest).
+		Scan(&stored, &keyID, &endsAt)
+	if errors.Is(err, sql.ErrNoRows) || err == nil && !apikey.Equal(stored, digest) {
+		return NewResult(NotFound, "no key has this secret", nil), nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	row := tx.QueryRowContext(ctx, `SELECT `+keyColumns+`, rate_tat FROM keys WHERE id = ?`, keyID)
+	var tat int64
+	k, err := s.scanKey(scanFunc(func(dest ...any) error { return row.Scan(append(dest, &tat)...) }))
+	if err != nil {
+		return nil, err
+	}
+	now := s.now()
+	res := decide(k, fromUnix(endsAt), req, now, &tat)
+	return res, s.recordUse(ctx, tx, k, req, res, now, tat)
+}
+
+type scanFunc func(dest ...any) error
+
+func (f scanFunc) Scan(dest ...any) error { return f(dest...) }
+
+// decide runs the checks in their documented order; the first failure
+// decides. tat is the rate limiter's state, advanced only for a valid use.
+func decide(k *Key, secretEnds *time.Time, req VerifyRequest, now time.Time, tat *int64) *VerifyResult {
+	switch {
+	case k.Status == Revoked:
+		reason := "the key was revoked at " + k.RevokedAt.Format(time.RFC3339)
+		if k.RevokeReason != "" {
+			reason += ": " + k.RevokeReason
+		}
+		return NewResult(CodeRevoked, reason, k)
+	case secretEnds != nil && !now.Before(*secretEnds):
+		return NewResult(CodeRevoked, "this secret was replaced by a rotation; it stopped working at "+
+			secretEnds.Format(time.RFC3339), k)
+	case k.Status == Disabled:
+		return NewResult(CodeDisabled, "the key is disabled", k)
+	case k.Status == Expired:
+		return NewResult(CodeExpired, "the key expired at "+k.ExpiresAt.Format(time.RFC3339), k)
+	case req.Env != "" && k.Env != req.Env:
+		return NewResult(Forbidden, fmt.Sprintf("wrong environment: the key is for %s, not %s", k.Env, req.Env), k)
+	}
+	if len(k.AllowedIPs) > 0 {
+		if !req.IP.IsValid() {
+			return NewResult(Forbidden, "address not allowed: the key accepts only listed addresses and none was given", k)
+		}
+		if !ipAllowed(k.AllowedIPs, req.IP) {
+			return NewResult(Forbidden, "address not allowed: "+req.IP.String()+" is not in the key's allowlist", k)
+		}
+	}
+	var missing []string
+	for _, sc := range req.Scopes {
+		if !slices.Contains(k.Scopes, sc) {
+			missing = append(missing, sc)
+		}
+	}
+	if len(missing) > 0 {
+		return NewResult(Forbidden, "missing scope: the key does not hold "+strings.Join(NormalizeSet(missing), ","), k)
+	}
+	newTat := *tat
+	if k.RateLimit != nil && req.Cost > 0 {
+		var retry time.Time
+		var ok bool
+		newTat, retry, ok = gcra(*tat, now, *k.RateLimit)
+		if !ok {
+			res := NewResult(RateLimited, fmt.Sprintf("rate limit %s exceeded; the next call is allowed at %s",
+				k.RateLimit, retry.UTC().Format(time.RFC3339Nano)), k)
+			res.RetryAt = &retry
+			return res
+		}
+	}
+	if k.QuotaRemaining != nil && *k.QuotaRemaining < req.Cost {
+		return NewResult(QuotaExceeded, fmt.Sprintf("the quota is spent: %d of %d uses remain, %d needed",
+			*k.QuotaRemaining, derefOr(k.Quota, *k.QuotaRemaining), req.Cost), k)
+	}
+	*tat = newTat
+	if k.QuotaRemaining != nil {
+		left := *k.QuotaRemaining - req.Cost
+		k.QuotaRemaining = &left
+	}
+	return NewResult(Valid, "the key may be used", k)
+}
+
+func derefOr(p *int64, v int64) int64 {
+	if p == nil {
+		return v
+	}
+	return *p
+}
+
+func ipAllowed(allowed []string, ip netip.Addr) bool {
+	ip = ip.Unmap()
+	for _, a := range allowed {
+		if p, err := netip.ParsePrefix(a); err == nil && p.Contains(ip) {
+			return true
+		}
+		if addr, err := netip.ParseAddr(a); err == nil && addr == ip {
+			return true
+		}
+	}
+	return false
+}
+
+// gcra is the generic cell rate algorithm: a burst of up to Count calls,
+// then one call every Period/Count. tat is the theoretical arrival time in
+// Unix nanoseconds; it returns the new one, or when the next call may come.
+func gcra(tat int64, now time.Time, r RateLimit) (newTat int64, retry time.Time, ok bool) {
+	period := r.Period().Nanoseconds()
+	interval := period / r.Count
+	t := max(tat, now.UnixNano())
+	next := t + interval
+	if next-now.UnixNano() > period {
+		return tat, time.Unix(0, next-period).UTC(), false
+	}
+	return next, time.Time{}, true
+}
+
+// recordUse writes what a verification changed: usage for every found key,
+// the rate limiter and quota when res is valid, and an entry in the usage
+// log. The log is pruned to the retention now and then, not on every call.
+func (s *SQLite) recordUse(ctx context.Context, tx *sql.Tx, k *Key, req VerifyRequest, res *VerifyResult, now time.Time, tat int64) error {
+	k.UsageCount++
+	at := now.UTC().Truncate(time.Second)
+	k.LastUsedAt = &at
+	ip := ""
+	if req.IP.IsValid() {
+		ip = req.IP.Unmap().String()
+		k.LastUsedIP = ip
+	}
+	_, err := tx.ExecContext(ctx, `UPDATE keys SET usage_count = usage_count + 1, last_used_at = ?,
+		last_used_ip = CASE WHEN ? = '' THEN last_used_ip ELSE ? END, rate_tat = ?,
+		quota_remaining = ? WHERE id = ?`, at.Unix(), ip, ip, tat, ptrValue(k.QuotaRemaining), k.ID)
+	if err != nil {
+		return err
+	}
+	r, err := tx.ExecContext(ctx, `INSERT INTO usage_events (key_id, at, code, ip) VALUES (?, ?, ?, ?)`,
+		k.ID, now.UnixMilli(), res.Code, ip)
+	if err != nil {
+		return err
+	}
+	if id, err := r.LastInsertId(); err == nil && id%512 == 0 {
+		_, err = tx.ExecContext(ctx, `DELETE FROM usage_events WHERE at < ?`, now.Add(-s.retention).UnixMilli())
+		return err
+	}
+	return nil
+}
+
+// Usage reports a key's recent verifications and counts per UTC day, from
+// the usage log.
+func (s *SQLite) Usage(ctx context.Context, ref string, q UsageQuery) (*UsageReport, error) {
+	k, err := s.Get(ctx, ref)
+	if err != nil {
+		return nil, err
+	}
+	limit := q.Limit
+	if limit <= 0 {
+		limit = 50
+	}
+	since := s.now().Add(-s.retention)
+	if q.Since.After(since) {
+		since = q.Since
+	}
+	rep := &UsageReport{Key: k, Retention: FormatDuration(s.retention), Events: []UsageEvent{}, Daily: []DailyUsage{}}
+	rows, err := s.db.QueryContext(ctx, `SELECT at, code, ip FROM usage_events WHERE key_id = ? AND at >= ?
+		ORDER BY at DESC, id DESC LIMIT ?`, k.ID, since.UnixMilli(), limit)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var e UsageEvent
+		var at int64
+		if err := rows.Scan(&at, &e.Code, &e.IP); err != nil {
+			return nil, err
+		}
+		e.At = time.UnixMilli(at).UTC()
+		rep.Events = append(rep.Events, e)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	days, err := s.db.QueryContext(ctx, `SELECT date(at / 1000, 'unixepoch') AS day, code, count(*)
+		FROM usage_events WHERE key_id = ? AND at >= ? GROUP BY day, code ORDER BY day DESC, code`,
+		k.ID, since.UnixMilli())
+	if err != nil {
+		return nil, err
+	}
+	defer days.Close()
+	for days.Next() {
+		var day string
+		var code Code
+		var n int64
+		if err := days.Scan(&day, &code, &n); err != nil {
+			return nil, err
+		}
+		if len(rep.Daily) == 0 || rep.Daily[len(rep.Daily)-1].Day != day {
+			rep.Daily = append(rep.Daily, DailyUsage{Day: day, Codes: map[Code]int64{}})
+		}
+		d := &rep.Daily[len(rep.Daily)-1]
+		d.Total += n
+		d.Codes[code] = n
+	}
+	return rep, days.Err()
+}
