@@ -87,7 +87,6 @@ With -o json or yaml the object holds the key's fields and "secret". With
 			if p.Metadata, err = parseMeta("meta", meta); err != nil {
 				return err
 			}
-			p.CreatedBy = currentUser()
 			if opts.Format, err = f.outputFormat(); err != nil {
 				return err
 			}

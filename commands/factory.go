@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io/fs"
 	"os"
-	"os/user"
 	"path/filepath"
 	"time"
 
@@ -114,17 +113,6 @@ func defaultDBPath() string {
 		dir = filepath.Join(home, ".local", "share")
 	}
 	return filepath.Join(dir, "keyctl", "keyctl.db")
-}
-
-// currentUser names who is running keyctl, for created_by.
-func currentUser() string {
-	if u, err := user.Current(); err == nil && u.Username != "" {
-		return u.Username
-	}
-	if u := os.Getenv("USER"); u != "" {
-		return u
-	}
-	return "unknown"
 }
 
 // withStore opens the store, runs fn with it, and closes it.

@@ -212,7 +212,7 @@ type CreateParams struct {
 	Quota       *int64
 	RateLimit   *RateLimit
 	Metadata    map[string]string
-	CreatedBy   string
+	CreatedBy   string // the acting user or key (ActorFrom) when empty
 }
 
 // UpdateParams are the changes to a key; nil or empty fields change nothing.

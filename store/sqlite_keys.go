@@ -121,6 +121,9 @@ func (s *SQLite) Create(ctx context.Context, p CreateParams) (*Key, string, erro
 	if err := p.Validate(); err != nil {
 		return nil, "", err
 	}
+	if p.CreatedBy == "" {
+		p.CreatedBy = ActorFrom(ctx).Name
+	}
 	id, err := NewID()
 	if err != nil {
 		return nil, "", err
@@ -179,6 +182,24 @@ func (s *SQLite) Create(ctx context.Context, p CreateParams) (*Key, string, erro
 // Get resolves ref to a key.
 func (s *SQLite) Get(ctx context.Context, ref string) (*Key, error) {
 	return s.resolve(ctx, s.db, ref)
+}
+
+// Find returns the key that token is a secret of.
+func (s *SQLite) Find(ctx context.Context, token string) (*Key, error) {
+	if _, err := apikey.Parse(token); err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrInvalid, err)
+	}
+	digest := apikey.Digest(token, s.pepper)
+	var stored []byte
+	var keyID string
+	err := s.db.QueryRowContext(ctx, `SELECT digest, key_id FROM secrets WHERE digest = ?`, digest).Scan(&stored, &keyID)
+	if errors.Is(err, sql.ErrNoRows) || err == nil && !apikey.Equal(stored, digest) {
+		return nil, fmt.Errorf("key %w", ErrNotFound)
+	}
+	if err != nil {
+		return nil, err
+	}
+	return s.resolve(ctx, s.db, keyID)
 }
 
 // List returns the keys that match f, newest first.

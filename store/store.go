@@ -22,7 +22,7 @@ var (
 	ErrInvalid = errors.New("invalid")
 )
 
-// Store holds keys. Every method that changes something does so in one
+// Store holds keys. Who acts is carried by the context (WithActor). Every method that changes something does so in one
 // transaction: it either happens whole or not at all.
 type Store interface {
 	// Create issues a new key and returns it with its plaintext secret,
@@ -45,6 +45,9 @@ type Store interface {
 	// count and last use for every found key, quota and rate limit for a
 	// valid one. A failure to decide is an error, never a result.
 	Verify(ctx context.Context, req VerifyRequest) (*VerifyResult, error)
+	// Find returns the key a plaintext token belongs to (any of its secrets,
+	// current or not), without recording a use. ErrNotFound when none.
+	Find(ctx context.Context, token string) (*Key, error)
 	// Usage reports a key's recent verifications and counts per day.
 	Usage(ctx context.Context, ref string, q UsageQuery) (*UsageReport, error)
 	Close() error
