@@ -85,6 +85,10 @@ type Key struct {
 	RotatedAt      *time.Time        `json:"rotated_at"`
 	RevokedAt      *time.Time        `json:"revoked_at"`
 	RevokeReason   string            `json:"revoke_reason"`
+
+	// stored is the status as stored, before expiry is derived: verify
+	// reports a disabled key as disabled even once it has expired.
+	stored Status
 }
 
 // Masked is the key's display start with an ellipsis, e.g. sk_live_AbCd1234….

@@ -53,6 +53,7 @@ func (s *SQLite) scanKey(row scanner) (*Key, error) {
 	if rateCount.Valid && rateUnit.Valid {
 		k.RateLimit = &RateLimit{Count: rateCount.Int64, Unit: rateUnit.String}
 	}
+	k.stored = k.Status
 	k.Status = StatusAt(k.Status, k.ExpiresAt, s.now())
 	return &k, nil
 }

@@ -108,7 +108,7 @@ func decide(k *Key, secretEnds *time.Time, req VerifyRequest, now time.Time, tat
 	case secretEnds != nil && !now.Before(*secretEnds):
 		return NewResult(CodeRevoked, "this secret was replaced by a rotation; it stopped working at "+
 			secretEnds.Format(time.RFC3339), k)
-	case k.Status == Disabled:
+	case k.stored == Disabled:
 		return NewResult(CodeDisabled, "the key is disabled", k)
 	case k.Status == Expired:
 		return NewResult(CodeExpired, "the key expired at "+k.ExpiresAt.Format(time.RFC3339), k)
