@@ -34,6 +34,7 @@ type SQLite struct {
 	pepper    []byte
 	now       func() time.Time
 	retention time.Duration
+	stmts     stmtCache
 }
 
 var _ Store = (*SQLite)(nil)
@@ -78,7 +79,10 @@ func OpenSQLite(ctx context.Context, path string, opts Options) (*SQLite, error)
 }
 
 // Close closes the database.
-func (s *SQLite) Close() error { return s.db.Close() }
+func (s *SQLite) Close() error {
+	s.stmts.close()
+	return s.db.Close()
+}
 
 // migrations bring the schema from version i to i+1. Append only: a
 // released migration never changes.
@@ -127,14 +131,17 @@ var migrations = []string{
 	// Verification: the rate limiter's state (GCRA's theoretical arrival
 	// time, in Unix nanoseconds) and a bounded log of verifications.
 	`ALTER TABLE keys ADD COLUMN rate_tat INTEGER NOT NULL DEFAULT 0;
+	-- One row per verification, clustered by key so that logging touches
+	-- one B-tree page and a key's history is one range. n is the key's
+	-- usage_count after the verification.
 	CREATE TABLE usage_events (
-		id     INTEGER PRIMARY KEY,
 		key_id TEXT NOT NULL REFERENCES keys(id),
+		n      INTEGER NOT NULL,
 		at     INTEGER NOT NULL, -- Unix milliseconds
 		code   TEXT NOT NULL,
-		ip     TEXT NOT NULL DEFAULT ''
-	);
-	CREATE INDEX usage_events_key_at ON usage_events(key_id, at);`,
+		ip     TEXT NOT NULL DEFAULT '',
+		PRIMARY KEY (key_id, n)
+	) WITHOUT ROWID;`,
 }
 
 // SchemaVersion is the schema version this build writes.

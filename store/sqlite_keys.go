@@ -8,15 +8,19 @@ import (
 	"fmt"
 	"maps"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/keyctl/keyctl/apikey"
 )
 
-const keyColumns = `id, name, description, prefix, env, start, status, scopes, allowed_ips,
-	metadata, expires_at, quota, quota_remaining, rate_count, rate_unit, usage_count,
-	last_used_at, last_used_ip, created_at, created_by, updated_at, rotated_at,
-	revoked_at, revoke_reason`
+var keyColumnNames = []string{"id", "name", "description", "prefix", "env", "start", "status", "scopes",
+	"allowed_ips", "metadata", "expires_at", "quota", "quota_remaining", "rate_count", "rate_unit",
+	"usage_count", "last_used_at", "last_used_ip", "created_at", "created_by", "updated_at",
+	"rotated_at", "revoked_at", "revoke_reason"}
+
+// keyColumns are the columns scanKey reads, in its order.
+var keyColumns = strings.Join(keyColumnNames, ", ")
 
 // querier is what *sql.DB and *sql.Tx have in common.
 type querier interface {
@@ -42,8 +46,8 @@ func (s *SQLite) scanKey(row scanner) (*Key, error) {
 	if err != nil {
 		return nil, err
 	}
-	if err := errors.Join(json.Unmarshal([]byte(scopes), &k.Scopes),
-		json.Unmarshal([]byte(ips), &k.AllowedIPs), json.Unmarshal([]byte(meta), &k.Metadata)); err != nil {
+	if err := errors.Join(unmarshalSet(scopes, &k.Scopes), unmarshalSet(ips, &k.AllowedIPs),
+		unmarshalMap(meta, &k.Metadata)); err != nil {
 		return nil, fmt.Errorf("key %s: corrupt column: %w", k.ID, err)
 	}
 	k.ExpiresAt, k.LastUsedAt = fromUnix(expires), fromUnix(last)
@@ -56,6 +60,24 @@ func (s *SQLite) scanKey(row scanner) (*Key, error) {
 	k.stored = k.Status
 	k.Status = StatusAt(k.Status, k.ExpiresAt, s.now())
 	return &k, nil
+}
+
+// unmarshalSet and unmarshalMap decode the JSON columns, skipping the
+// decoder for the common empty values: verification reads them every time.
+func unmarshalSet(s string, v *[]string) error {
+	if s == "[]" {
+		*v = []string{}
+		return nil
+	}
+	return json.Unmarshal([]byte(s), v)
+}
+
+func unmarshalMap(s string, v *map[string]string) error {
+	if s == "{}" {
+		*v = map[string]string{}
+		return nil
+	}
+	return json.Unmarshal([]byte(s), v)
 }
 
 func fromUnix(v sql.NullInt64) *time.Time {

@@ -47,6 +47,9 @@ func (s *SQLite) VerifyBatch(ctx context.Context, reqs []VerifyRequest) ([]*Veri
 	if !pending {
 		return out, nil
 	}
+	if err := s.prepare(ctx, verifyKeyQuery, recordUseQuery, logUseQuery); err != nil {
+		return nil, err
+	}
 	err := s.tx(ctx, func(tx *sql.Tx) error {
 		for i, req := range reqs {
 			if digests[i] == nil {
@@ -66,23 +69,27 @@ func (s *SQLite) VerifyBatch(ctx context.Context, reqs []VerifyRequest) ([]*Veri
 	return out, nil
 }
 
+// verifyKeyQuery finds the secret with a digest and its key in one lookup.
+var verifyKeyQuery = `SELECT s.digest, s.ends_at, k.rate_tat, k.` + strings.Join(keyColumnNames, ", k.") + `
+	FROM secrets s JOIN keys k ON k.id = s.key_id WHERE s.digest = ?`
+
 func (s *SQLite) verifyOne(ctx context.Context, tx *sql.Tx, req VerifyRequest, digest []byte) (*VerifyResult, error) {
-	var (
-		stored []byte
-		keyID  string
-		endsAt sql.NullInt64
-	)
-	err := tx.QueryRowContext(ctx, `SELECT digest, key_id, ends_at FROM secrets WHERE digest = ?`, digest).
-		Scan(&stored, &keyID, &endsAt)
-	if errors.Is(err, sql.ErrNoRows) || err == nil && !apikey.Equal(stored, digest) {
-		return NewResult(NotFound, "no key has this secret", nil), nil
-	}
+	st, err := s.stmt(ctx, tx, verifyKeyQuery)
 	if err != nil {
 		return nil, err
 	}
-	row := tx.QueryRowContext(ctx, `SELECT `+keyColumns+`, rate_tat FROM keys WHERE id = ?`, keyID)
-	var tat int64
-	k, err := s.scanKey(scanFunc(func(dest ...any) error { return row.Scan(append(dest, &tat)...) }))
+	var (
+		stored []byte
+		endsAt sql.NullInt64
+		tat    int64
+	)
+	row := st.QueryRowContext(ctx, digest)
+	k, err := s.scanKey(scanFunc(func(dest ...any) error {
+		return row.Scan(append([]any{&stored, &endsAt, &tat}, dest...)...)
+	}))
+	if errors.Is(err, sql.ErrNoRows) || err == nil && !apikey.Equal(stored, digest) {
+		return NewResult(NotFound, "no key has this secret", nil), nil
+	}
 	if err != nil {
 		return nil, err
 	}
@@ -202,22 +209,39 @@ func (s *SQLite) recordUse(ctx context.Context, tx *sql.Tx, k *Key, req VerifyRe
 		ip = req.IP.Unmap().String()
 		k.LastUsedIP = ip
 	}
-	_, err := tx.ExecContext(ctx, `UPDATE keys SET usage_count = usage_count + 1, last_used_at = ?,
+	if _, err := s.execStmt(ctx, tx, recordUseQuery, at.Unix(), ip, ip, tat, ptrValue(k.QuotaRemaining), k.ID); err != nil {
+		return err
+	}
+	if _, err := s.execStmt(ctx, tx, logUseQuery, k.ID, k.UsageCount, now.UnixMilli(), res.Code, ip); err != nil {
+		return err
+	}
+	// Prune to the retention now and then rather than on every call: this
+	// key's history every 256 uses (a range of the primary key), everyone's
+	// every 8192 uses of any key.
+	cutoff := now.Add(-s.retention).UnixMilli()
+	var err error
+	switch {
+	case k.UsageCount%8192 == 0:
+		_, err = tx.ExecContext(ctx, `DELETE FROM usage_events WHERE at < ?`, cutoff)
+	case k.UsageCount%256 == 0:
+		_, err = tx.ExecContext(ctx, `DELETE FROM usage_events WHERE key_id = ? AND at < ?`, k.ID, cutoff)
+	}
+	return err
+}
+
+const (
+	recordUseQuery = `UPDATE keys SET usage_count = usage_count + 1, last_used_at = ?,
 		last_used_ip = CASE WHEN ? = '' THEN last_used_ip ELSE ? END, rate_tat = ?,
-		quota_remaining = ? WHERE id = ?`, at.Unix(), ip, ip, tat, ptrValue(k.QuotaRemaining), k.ID)
+		quota_remaining = ? WHERE id = ?`
+	logUseQuery = `INSERT INTO usage_events (key_id, n, at, code, ip) VALUES (?, ?, ?, ?, ?)`
+)
+
+func (s *SQLite) execStmt(ctx context.Context, tx *sql.Tx, query string, args ...any) (sql.Result, error) {
+	st, err := s.stmt(ctx, tx, query)
 	if err != nil {
-		return err
+		return nil, err
 	}
-	r, err := tx.ExecContext(ctx, `INSERT INTO usage_events (key_id, at, code, ip) VALUES (?, ?, ?, ?)`,
-		k.ID, now.UnixMilli(), res.Code, ip)
-	if err != nil {
-		return err
-	}
-	if id, err := r.LastInsertId(); err == nil && id%512 == 0 {
-		_, err = tx.ExecContext(ctx, `DELETE FROM usage_events WHERE at < ?`, now.Add(-s.retention).UnixMilli())
-		return err
-	}
-	return nil
+	return st.ExecContext(ctx, args...)
 }
 
 // Usage reports a key's recent verifications and counts per UTC day, from
@@ -237,7 +261,7 @@ func (s *SQLite) Usage(ctx context.Context, ref string, q UsageQuery) (*UsageRep
 	}
 	rep := &UsageReport{Key: k, Retention: FormatDuration(s.retention), Events: []UsageEvent{}, Daily: []DailyUsage{}}
 	rows, err := s.db.QueryContext(ctx, `SELECT at, code, ip FROM usage_events WHERE key_id = ? AND at >= ?
-		ORDER BY at DESC, id DESC LIMIT ?`, k.ID, since.UnixMilli(), limit)
+		ORDER BY n DESC LIMIT ?`, k.ID, since.UnixMilli(), limit)
 	if err != nil {
 		return nil, err
 	}

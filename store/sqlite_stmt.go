@@ -1,0 +1,57 @@
+package store
+
+import (
+	"context"
+	"database/sql"
+	"fmt"
+	"sync"
+)
+
+// stmtCache holds statements prepared once per store. Parsing SQL costs
+// more than running these statements, so the verification hot path uses
+// prepared ones; a CLI process that verifies once pays the same as before.
+type stmtCache struct {
+	mu    sync.Mutex
+	stmts map[string]*sql.Stmt
+}
+
+// prepare prepares queries not yet in the cache. It must run outside a
+// transaction: the store has one connection, which a transaction holds.
+func (s *SQLite) prepare(ctx context.Context, queries ...string) error {
+	s.stmts.mu.Lock()
+	defer s.stmts.mu.Unlock()
+	if s.stmts.stmts == nil {
+		s.stmts.stmts = map[string]*sql.Stmt{}
+	}
+	for _, q := range queries {
+		if _, ok := s.stmts.stmts[q]; ok {
+			continue
+		}
+		st, err := s.db.PrepareContext(ctx, q)
+		if err != nil {
+			return err
+		}
+		s.stmts.stmts[q] = st
+	}
+	return nil
+}
+
+// stmt returns a prepared query bound to tx.
+func (s *SQLite) stmt(ctx context.Context, tx *sql.Tx, query string) (*sql.Stmt, error) {
+	s.stmts.mu.Lock()
+	st, ok := s.stmts.stmts[query]
+	s.stmts.mu.Unlock()
+	if !ok {
+		return nil, fmt.Errorf("statement not prepared: %.40s", query)
+	}
+	return tx.StmtContext(ctx, st), nil
+}
+
+func (c *stmtCache) close() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for _, st := range c.stmts {
+		st.Close()
+	}
+	c.stmts = nil
+}
