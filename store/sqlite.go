@@ -142,6 +142,21 @@ var migrations = []string{
 		ip     TEXT NOT NULL DEFAULT '',
 		PRIMARY KEY (key_id, n)
 	) WITHOUT ROWID;`,
+
+	// The audit trail: a hash chain of entries, each the JSON content it
+	// hashes, and the chain's head kept apart so that deleting the last
+	// entries shows.
+	`CREATE TABLE audit (
+		seq       INTEGER PRIMARY KEY,
+		content   TEXT NOT NULL,
+		prev_hash TEXT NOT NULL,
+		hash      TEXT NOT NULL
+	);
+	CREATE TABLE audit_head (
+		id   INTEGER PRIMARY KEY CHECK (id = 1),
+		seq  INTEGER NOT NULL,
+		hash TEXT NOT NULL
+	);`,
 }
 
 // SchemaVersion is the schema version this build writes.

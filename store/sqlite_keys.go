@@ -193,8 +193,10 @@ func (s *SQLite) Create(ctx context.Context, p CreateParams) (*Key, string, erro
 			digest, id, start, now); err != nil {
 			return err
 		}
-		k, err = s.resolve(ctx, tx, id)
-		return err
+		if k, err = s.resolve(ctx, tx, id); err != nil {
+			return err
+		}
+		return s.appendAudit(ctx, tx, ActionCreate, k, diffKeys(nil, k))
 	})
 	if err != nil {
 		return nil, "", err
@@ -251,8 +253,10 @@ func (s *SQLite) List(ctx context.Context, f ListFilter) ([]*Key, error) {
 }
 
 // change runs fn on the key ref resolves to, inside one transaction, refusing
-// revoked keys, and returns the key as it is afterwards.
-func (s *SQLite) change(ctx context.Context, ref string, fn func(tx *sql.Tx, k *Key, now int64) error) (*Key, error) {
+// revoked keys; audits what changed (with extra details), and returns the
+// key as it is afterwards.
+func (s *SQLite) change(ctx context.Context, ref, action string, extra map[string]Change,
+	fn func(tx *sql.Tx, k *Key, now int64) error) (*Key, error) {
 	var out *Key
 	err := s.tx(ctx, func(tx *sql.Tx) error {
 		k, err := s.resolve(ctx, tx, ref)
@@ -265,8 +269,15 @@ func (s *SQLite) change(ctx context.Context, ref string, fn func(tx *sql.Tx, k *
 		if err := fn(tx, k, s.now().Unix()); err != nil {
 			return err
 		}
-		out, err = s.resolve(ctx, tx, k.ID)
-		return err
+		if out, err = s.resolve(ctx, tx, k.ID); err != nil {
+			return err
+		}
+		changes := diffKeys(k, out)
+		if len(changes) == 0 {
+			return nil // nothing changed, nothing to audit
+		}
+		maps.Copy(changes, extra)
+		return s.appendAudit(ctx, tx, action, out, changes)
 	})
 	return out, err
 }
@@ -276,7 +287,7 @@ func (s *SQLite) Update(ctx context.Context, ref string, p UpdateParams) (*Key, 
 	if err := p.Validate(); err != nil {
 		return nil, err
 	}
-	return s.change(ctx, ref, func(tx *sql.Tx, k *Key, now int64) error {
+	return s.change(ctx, ref, ActionUpdate, nil, func(tx *sql.Tx, k *Key, now int64) error {
 		if p.Name != nil && *p.Name != k.Name {
 			if used, err := s.nameInUse(ctx, tx, *p.Name); err != nil {
 				return err
@@ -354,7 +365,8 @@ func (s *SQLite) Rotate(ctx context.Context, ref string, grace time.Duration) (*
 		return nil, "", fmt.Errorf("%w: grace period %s is negative", ErrInvalid, grace)
 	}
 	var token string
-	k, err := s.change(ctx, ref, func(tx *sql.Tx, k *Key, now int64) error {
+	extra := map[string]Change{"grace": {To: FormatDuration(grace)}}
+	k, err := s.change(ctx, ref, ActionRotate, extra, func(tx *sql.Tx, k *Key, now int64) error {
 		var digest []byte
 		var start string
 		var err error
@@ -383,11 +395,11 @@ func (s *SQLite) Rotate(ctx context.Context, ref string, grace time.Duration) (*
 // SetDisabled disables or enables a key; asking for the state it is in
 // changes nothing.
 func (s *SQLite) SetDisabled(ctx context.Context, ref string, disabled bool) (*Key, error) {
-	from, to := Disabled, Active
+	from, to, action := Disabled, Active, ActionEnable
 	if disabled {
-		from, to = Active, Disabled
+		from, to, action = Active, Disabled, ActionDisable
 	}
-	return s.change(ctx, ref, func(tx *sql.Tx, k *Key, now int64) error {
+	return s.change(ctx, ref, action, nil, func(tx *sql.Tx, k *Key, now int64) error {
 		_, err := tx.ExecContext(ctx, `UPDATE keys SET status = ?, updated_at = ? WHERE id = ? AND status = ?`,
 			to, now, k.ID, from)
 		return err
@@ -402,15 +414,19 @@ func (s *SQLite) Revoke(ctx context.Context, ref, reason string) (*Key, error) {
 		if err != nil {
 			return err
 		}
-		if k.Status != Revoked {
-			now := s.now().Unix()
-			if _, err := tx.ExecContext(ctx, `UPDATE keys SET status = 'revoked', revoked_at = ?, revoke_reason = ?,
-				updated_at = ? WHERE id = ?`, now, reason, now, k.ID); err != nil {
-				return err
-			}
+		if k.Status == Revoked {
+			out = k
+			return nil
 		}
-		out, err = s.resolve(ctx, tx, k.ID)
-		return err
+		now := s.now().Unix()
+		if _, err := tx.ExecContext(ctx, `UPDATE keys SET status = 'revoked', revoked_at = ?, revoke_reason = ?,
+			updated_at = ? WHERE id = ?`, now, reason, now, k.ID); err != nil {
+			return err
+		}
+		if out, err = s.resolve(ctx, tx, k.ID); err != nil {
+			return err
+		}
+		return s.appendAudit(ctx, tx, ActionRevoke, out, diffKeys(k, out))
 	})
 	return out, err
 }

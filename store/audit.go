@@ -1,0 +1,85 @@
+package store
+
+import (
+	"context"
+	"slices"
+	"time"
+)
+
+// Audit actions.
+const (
+	ActionCreate  = "create"
+	ActionUpdate  = "update"
+	ActionRotate  = "rotate"
+	ActionDisable = "disable"
+	ActionEnable  = "enable"
+	ActionRevoke  = "revoke"
+	ActionDenied  = "denied" // an admin call refused for lack of scope
+)
+
+// AuditActions lists every action, for validating filters.
+var AuditActions = []string{ActionCreate, ActionUpdate, ActionRotate, ActionDisable, ActionEnable, ActionRevoke, ActionDenied}
+
+// Change is one field's value before and after.
+type Change struct {
+	From any `json:"from"`
+	To   any `json:"to"`
+}
+
+// AuditEntry records one change, never a secret or a digest. Hash is the
+// SHA-256 of PrevHash and the entry's content, so that editing, deleting or
+// reordering entries breaks the chain.
+type AuditEntry struct {
+	Seq      int64             `json:"seq"`
+	At       time.Time         `json:"at"`
+	Actor    Actor             `json:"actor"`
+	Action   string            `json:"action"`
+	KeyID    string            `json:"key_id"`
+	KeyName  string            `json:"key_name"`
+	Changes  map[string]Change `json:"changes"`
+	Note     string            `json:"note,omitempty"`
+	PrevHash string            `json:"prev_hash"`
+	Hash     string            `json:"hash"`
+}
+
+// AuditFilter selects audit entries; zero fields select everything.
+type AuditFilter struct {
+	Key    string // a key id or name
+	Action string
+	Since  time.Time
+	Actor  string // an actor's name or id
+	Limit  int    // the most recent N; 0 for all
+}
+
+// Match reports whether e passes the filter.
+func (f AuditFilter) Match(e *AuditEntry) bool {
+	return (f.Key == "" || e.KeyID == f.Key || e.KeyName == f.Key) &&
+		(f.Action == "" || e.Action == f.Action) &&
+		(f.Since.IsZero() || !e.At.Before(f.Since)) &&
+		(f.Actor == "" || e.Actor.Name == f.Actor || e.Actor.ID == f.Actor)
+}
+
+// ValidAction reports whether a is an audit action.
+func ValidAction(a string) bool { return slices.Contains(AuditActions, a) }
+
+// AuditCheck is the result of walking the audit chain.
+type AuditCheck struct {
+	OK      bool   `json:"ok"`
+	Entries int64  `json:"entries"`
+	BadSeq  int64  `json:"bad_seq,omitempty"` // the first entry that does not hold
+	Problem string `json:"problem,omitempty"`
+	Head    string `json:"head,omitempty"` // the last entry's hash
+}
+
+type noteKey struct{}
+
+// WithNote returns a context whose changes are audited with note, such as
+// "leak response: found in app.env:3".
+func WithNote(ctx context.Context, note string) context.Context {
+	return context.WithValue(ctx, noteKey{}, note)
+}
+
+func noteFrom(ctx context.Context) string {
+	n, _ := ctx.Value(noteKey{}).(string)
+	return n
+}
