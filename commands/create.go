@@ -2,20 +2,21 @@ package commands
 
 import (
 	"context"
+	"errors"
 	"fmt"
 
 	"github.com/spf13/cobra"
 
 	"github.com/keyctl/keyctl/apikey"
-	"github.com/keyctl/keyctl/output"
 	"github.com/keyctl/keyctl/store"
 )
 
 // CreateOptions are the parsed flags of keyctl create.
 type CreateOptions struct {
-	Params     store.CreateParams
-	SecretFile string
-	Format     output.Format
+	Params      store.CreateParams
+	SecretFile  string
+	IfNotExists bool
+	Output      secretOutput
 }
 
 func newCreateCmd(f *Factory, runF func(context.Context, *CreateOptions) error) *cobra.Command {
@@ -23,7 +24,8 @@ func newCreateCmd(f *Factory, runF func(context.Context, *CreateOptions) error) 
 		scopes, ips, meta            []string
 		env, prefix, expires, quota  string
 		rateLimit, name, description string
-		secretFile                   string
+		secretFile, envVar           string
+		ifNotExists                  bool
 	)
 	cmd := &cobra.Command{
 		Use:   "create",
@@ -34,14 +36,22 @@ digest of it.
 On a terminal the secret is shown in a block with the key's details. In a
 pipe or $(...), stdout carries the secret alone and the details go to stderr,
 so KEY=$(keyctl create ...) and keyctl create ... | gh secret set API_KEY work.
-With -o json or yaml the object holds the key's fields and "secret". With
---secret-file the secret goes only to that new file, created with mode 0600.`,
+With -o json or yaml the object holds the key's fields and "secret"; with
+-o env, stdout is KEYCTL_API_KEY=<secret> (--env-var picks the name), ready
+for >> "$GITHUB_ENV" or a dotenv file. With --secret-file the secret goes only
+to that new file, created with mode 0600. When GITHUB_ACTIONS=true, a
+::add-mask:: command for the secret comes first on stdout.
+
+--if-not-exists makes a pipeline safe to re-run: when a key of that --name
+that is not revoked exists, keyctl says so on stderr and exits 0, creating
+nothing and printing no secret.`,
 		Example: `  keyctl create --scope sdk --env production
   keyctl create --name ci-deploy --scope deploy,read --expires 90d --secret-file ./deploy.key
-  keyctl create --scope sdk --allow-ip 10.0.0.0/8 --quota 1000 --rate-limit 100/m --meta team=billing`,
+  keyctl create --scope sdk --allow-ip 10.0.0.0/8 --quota 1000 --rate-limit 100/m --meta team=billing
+  keyctl create --if-not-exists --name staging-ci --env staging -o env --env-var API_KEY >> "$GITHUB_ENV"`,
 		Args: noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			opts := &CreateOptions{SecretFile: secretFile}
+			opts := &CreateOptions{SecretFile: secretFile, IfNotExists: ifNotExists}
 			p := &opts.Params
 			var err error
 			if p.Scopes, err = parseScopes("scope", scopes); err != nil {
@@ -87,7 +97,10 @@ With -o json or yaml the object holds the key's fields and "secret". With
 			if p.Metadata, err = parseMeta("meta", meta); err != nil {
 				return err
 			}
-			if opts.Format, err = f.outputFormat(); err != nil {
+			if ifNotExists && name == "" {
+				return withHint(flagErr("if-not-exists", fmt.Errorf("needs --name")), "the name is what tells whether the key exists")
+			}
+			if opts.Output, err = parseSecretOutput(f, envVar, cmd.Flags().Changed("env-var"), secretFile); err != nil {
 				return err
 			}
 			if runF != nil {
@@ -108,26 +121,46 @@ With -o json or yaml the object holds the key's fields and "secret". With
 	fl.StringArrayVar(&meta, "meta", nil, "metadata key=value; repeatable")
 	fl.StringVar(&description, "description", "", "free-text description")
 	fl.StringVar(&secretFile, "secret-file", "", "write the secret to this new file (mode 0600) instead of stdout")
+	fl.BoolVar(&ifNotExists, "if-not-exists", false, "do nothing (exit 0) when a key of this --name exists and is not revoked")
+	fl.StringVar(&envVar, "env-var", "KEYCTL_API_KEY", "variable name for -o env")
 	return cmd
 }
 
 func runCreate(ctx context.Context, f *Factory, opts *CreateOptions) error {
-	file, err := openSecretFile(opts.SecretFile)
-	if err != nil {
-		return err
-	}
 	return f.withStore(ctx, func(s store.Store) error {
+		if opts.IfNotExists {
+			if k, err := s.Get(ctx, opts.Params.Name); err == nil && k.Status != store.Revoked {
+				return alreadyExists(f, k)
+			} else if err != nil && !errors.Is(err, store.ErrNotFound) {
+				return err
+			}
+		}
+		file, err := openSecretFile(opts.SecretFile)
+		if err != nil {
+			return err
+		}
 		k, secret, err := s.Create(ctx, opts.Params)
 		if err != nil {
 			file.abandon()
+			if opts.IfNotExists && errors.Is(err, store.ErrConflict) {
+				// Created by another run since the check above.
+				if k, gerr := s.Get(ctx, opts.Params.Name); gerr == nil {
+					return alreadyExists(f, k)
+				}
+			}
 			if opts.Params.Name != "" {
 				return withHintIfConflict(err, "choose another --name, or revoke the key that holds it")
 			}
 			return err
 		}
 		return printIssued(f.IO, issued{
-			key: k, secret: secret, file: file, format: opts.Format, now: f.Now(),
+			key: k, secret: secret, file: file, out: opts.Output, now: f.Now(),
 			headline: fmt.Sprintf("Created key %s (%s)", k.Name, k.ID),
 		})
 	})
+}
+
+func alreadyExists(f *Factory, k *store.Key) error {
+	f.IO.Notef("keyctl: key %s (%s) already exists and is %s; nothing was created", k.Name, k.ID, k.Status)
+	return nil
 }

@@ -16,17 +16,18 @@ type RotateOptions struct {
 	Ref        string
 	Grace      time.Duration
 	SecretFile string
-	Format     output.Format
+	Output     secretOutput
 }
 
 func newRotateCmd(f *Factory, runF func(context.Context, *RotateOptions) error) *cobra.Command {
-	var grace, secretFile string
+	var grace, secretFile, envVar string
 	cmd := &cobra.Command{
 		Use:   "rotate KEY",
 		Short: "Give a key a new secret, keeping everything else",
 		Long: `Give a key a new secret. Its id, name, scopes, environment, prefix and every
 setting stay. The old secret stops working at once, or at the end of --grace,
-until when both work. The new secret is shown once, as by create.
+until when both work. The new secret is shown once, as by create (-o env and
+the GitHub Actions mask included).
 
 A revoked key cannot be rotated (exit 4).`,
 		Example: `  keyctl rotate billing
@@ -44,7 +45,7 @@ A revoked key cannot be rotated (exit 4).`,
 					return flagErr("grace", fmt.Errorf("%q is negative", grace))
 				}
 			}
-			if opts.Format, err = f.outputFormat(); err != nil {
+			if opts.Output, err = parseSecretOutput(f, envVar, cmd.Flags().Changed("env-var"), secretFile); err != nil {
 				return err
 			}
 			if runF != nil {
@@ -55,6 +56,7 @@ A revoked key cannot be rotated (exit 4).`,
 	}
 	cmd.Flags().StringVar(&grace, "grace", "", "how long the old secret keeps working (e.g. 1h, 7d; default: it stops now)")
 	cmd.Flags().StringVar(&secretFile, "secret-file", "", "write the new secret to this new file (mode 0600) instead of stdout")
+	cmd.Flags().StringVar(&envVar, "env-var", "KEYCTL_API_KEY", "variable name for -o env")
 	return cmd
 }
 
@@ -71,7 +73,7 @@ func runRotate(ctx context.Context, f *Factory, opts *RotateOptions) error {
 		}
 		now := f.Now()
 		return printIssued(f.IO, issued{
-			key: k, secret: secret, file: file, format: opts.Format, now: now,
+			key: k, secret: secret, file: file, out: opts.Output, now: now,
 			headline: fmt.Sprintf("Rotated key %s (%s)", k.Name, k.ID),
 			notice:   graceNotice(opts.Grace, now),
 		})

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io/fs"
 	"os"
+	"regexp"
 	"time"
 
 	"github.com/keyctl/keyctl/output"
@@ -60,9 +61,37 @@ type issued struct {
 	headline string // e.g. "Created key billing (key_...)"
 	notice   string // extra line for people, e.g. how long the old secret works
 	file     *secretFile
-	format   output.Format
+	out      secretOutput
 	now      time.Time
 }
+
+// secretOutput is how create and rotate print a secret: the -o format, the
+// variable name for -o env, and whether to mask it in a GitHub Actions log.
+type secretOutput struct {
+	format output.Format
+	envVar string
+	mask   bool
+}
+
+// parseSecretOutput reads -o (table, json, yaml or env), --env-var and
+// GITHUB_ACTIONS, and checks that they go together with --secret-file.
+func parseSecretOutput(f *Factory, envVar string, envVarSet bool, secretFile string) (secretOutput, error) {
+	format, err := f.outputFormat(output.Table, output.JSON, output.YAML, output.Env)
+	if err != nil {
+		return secretOutput{}, err
+	}
+	switch {
+	case envVarSet && format != output.Env:
+		return secretOutput{}, flagErr("env-var", fmt.Errorf("goes with -o env"))
+	case !envVarRE.MatchString(envVar):
+		return secretOutput{}, flagErr("env-var", fmt.Errorf("%q is not a variable name (letters, digits and _, not starting with a digit)", envVar))
+	case format == output.Env && secretFile != "":
+		return secretOutput{}, usagef("-o env prints the secret; --secret-file keeps it off stdout: choose one")
+	}
+	return secretOutput{format: format, envVar: envVar, mask: os.Getenv("GITHUB_ACTIONS") == "true"}, nil
+}
+
+var envVarRE = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
 
 // keyWithSecret is the JSON and YAML form of an issued key.
 type keyWithSecret struct {
@@ -72,7 +101,9 @@ type keyWithSecret struct {
 
 // printIssued shows a secret exactly once: in a block on a terminal; alone on
 // stdout, with the details on stderr, in a pipe; in the object with -o
-// json|yaml; or only in the file with --secret-file.
+// json|yaml; as NAME=secret with -o env; or only in the file with
+// --secret-file. In GitHub Actions, a mask command for the job log comes
+// first on stdout.
 func printIssued(io *output.IOStreams, r issued) error {
 	if r.file != nil {
 		if err := r.file.write(r.secret); err != nil {
@@ -80,15 +111,19 @@ func printIssued(io *output.IOStreams, r issued) error {
 		}
 		r.secret = ""
 	}
-	switch r.format {
+	if r.out.mask && r.secret != "" {
+		fmt.Fprintf(io.Out, "::add-mask::%s\n", r.secret)
+	}
+	switch r.out.format {
 	case output.JSON:
 		return output.WriteJSON(io.Out, keyWithSecret{r.key, r.secret})
 	case output.YAML:
 		return output.WriteYAML(io.Out, keyWithSecret{r.key, r.secret})
 	}
 
+	toTTY := io.IsStdoutTTY() && r.out.format == output.Table
 	details := io.ErrOut
-	if io.IsStdoutTTY() {
+	if toTTY {
 		details = io.Out
 	}
 	fmt.Fprintf(details, "%s\n\n", r.headline)
@@ -96,14 +131,18 @@ func printIssued(io *output.IOStreams, r issued) error {
 	if r.notice != "" {
 		fmt.Fprintf(details, "\n%s\n", r.notice)
 	}
-	if r.file != nil {
+	switch {
+	case r.file != nil:
 		fmt.Fprintf(details, "\nThe secret was written to %s (mode 0600). It is not stored anywhere else.\n", r.file.path)
 		return nil
-	}
-	if io.IsStdoutTTY() {
+	case toTTY:
 		fmt.Fprintf(io.Out, "\n%-13s %s\n\n", "Secret:", r.secret)
 		fmt.Fprintln(io.Out, "Copy the secret now: keyctl stores only its digest and cannot show it again.")
 		return nil
+	case r.out.format == output.Env:
+		fmt.Fprintf(details, "\nThe secret is on stdout as %s. keyctl stores only its digest and cannot show it again.\n", r.out.envVar)
+		_, err := fmt.Fprintf(io.Out, "%s=%s\n", r.out.envVar, r.secret)
+		return err
 	}
 	fmt.Fprintln(details, "\nThe secret is on stdout. keyctl stores only its digest and cannot show it again.")
 	_, err := fmt.Fprintln(io.Out, r.secret)

@@ -18,6 +18,8 @@ const (
 	Table Format = "table"
 	JSON  Format = "json"
 	YAML  Format = "yaml"
+	// Env is NAME=secret, for create and rotate only.
+	Env Format = "env"
 )
 
 // ParseFormat accepts one of the allowed formats (table, json and yaml when
