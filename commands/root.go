@@ -86,6 +86,7 @@ $XDG_DATA_HOME/keyctl/keyctl.db), created on first use.
 		newRevokeCmd(f, nil),
 		newVerifyCmd(f),
 		newUsageCmd(f),
+		newScanCmd(f),
 		newVersionCmd(f),
 	)
 	root.CompletionOptions.HiddenDefaultCmd = true
