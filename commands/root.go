@@ -87,6 +87,7 @@ $XDG_DATA_HOME/keyctl/keyctl.db), created on first use.
 		newVerifyCmd(f),
 		newUsageCmd(f),
 		newScanCmd(f),
+		newAuditCmd(f),
 		newVersionCmd(f),
 	)
 	root.CompletionOptions.HiddenDefaultCmd = true

@@ -48,7 +48,7 @@ func TestAuditRecordsEveryChange(t *testing.T) {
 	if _, ok := entries[1].Changes["scopes"]; !ok {
 		t.Errorf("update changes = %v", entries[1].Changes)
 	}
-	if entries[2].Changes["grace"].To != "1h0m0s" && entries[2].Changes["grace"].To != "1h" {
+	if entries[2].Changes["grace"].To != "1h" {
 		t.Errorf("rotate changes = %v", entries[2].Changes)
 	}
 	if entries[5].Note != "leak response: found in app.env:3" {
@@ -107,5 +107,16 @@ func TestVerifyAuditFindsTampering(t *testing.T) {
 				t.Fatalf("VerifyAudit = %+v; want entry %d: %s", check, tt.bad, tt.problem)
 			}
 		})
+	}
+}
+
+func TestFormatDuration(t *testing.T) {
+	for d, want := range map[time.Duration]string{
+		0: "0s", time.Hour: "1h", 90 * time.Minute: "1h30m", 24 * time.Hour: "1d", 30 * 24 * time.Hour: "30d",
+		36 * time.Hour: "36h", 90 * time.Second: "1m30s", 15 * time.Minute: "15m",
+	} {
+		if got := FormatDuration(d); got != want {
+			t.Errorf("FormatDuration(%v) = %q, want %q", d, got, want)
+		}
 	}
 }

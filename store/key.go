@@ -289,10 +289,18 @@ func (f ListFilter) Match(k *Key, now time.Time) bool {
 	return true
 }
 
-// FormatDuration writes whole days as "30d" and anything else as Go does.
+// FormatDuration writes whole days as "30d" and anything else as Go does,
+// without zero trailing units ("1h", not "1h0m0s").
 func FormatDuration(d time.Duration) string {
 	if d > 0 && d%(24*time.Hour) == 0 {
 		return fmt.Sprintf("%dd", d/(24*time.Hour))
 	}
-	return d.String()
+	s := d.String()
+	if strings.HasSuffix(s, "m0s") {
+		s = s[:len(s)-2]
+	}
+	if strings.HasSuffix(s, "h0m") {
+		s = s[:len(s)-2]
+	}
+	return s
 }
