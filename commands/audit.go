@@ -111,13 +111,7 @@ behind keyctl's back (with the sqlite3 shell, say).`,
 				if err != nil {
 					return err
 				}
-				switch format {
-				case output.JSON:
-					err = output.WriteJSON(f.IO.Out, check)
-				case output.YAML:
-					err = output.WriteYAML(f.IO.Out, check)
-				}
-				if err != nil {
+				if err := printData(f, format, check, func() error { return nil }); err != nil {
 					return err
 				}
 				if !check.OK {
@@ -135,12 +129,10 @@ behind keyctl's back (with the sqlite3 shell, say).`,
 }
 
 func printAudit(f *Factory, format output.Format, entries []*store.AuditEntry) error {
-	switch format {
-	case output.JSON:
-		return output.WriteJSON(f.IO.Out, entries)
-	case output.YAML:
-		return output.WriteYAML(f.IO.Out, entries)
-	}
+	return printData(f, format, entries, func() error { return auditTable(f, entries) })
+}
+
+func auditTable(f *Factory, entries []*store.AuditEntry) error {
 	if len(entries) == 0 {
 		return nil
 	}

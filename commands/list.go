@@ -91,26 +91,3 @@ func runList(ctx context.Context, f *Factory, opts *ListOptions) error {
 		return printKeys(f, opts.Format, keys)
 	})
 }
-
-// printKeys prints keys in the chosen format: a table, or an array.
-func printKeys(f *Factory, format output.Format, keys []*store.Key) error {
-	switch format {
-	case output.JSON:
-		return output.WriteJSON(f.IO.Out, keys)
-	case output.YAML:
-		return output.WriteYAML(f.IO.Out, keys)
-	}
-	return output.KeyTable(f.IO, keys, f.Now())
-}
-
-// printKey prints one key in the chosen format: labelled lines, or an object.
-func printKey(f *Factory, format output.Format, k *store.Key) error {
-	switch format {
-	case output.JSON:
-		return output.WriteJSON(f.IO.Out, k)
-	case output.YAML:
-		return output.WriteYAML(f.IO.Out, k)
-	}
-	output.KeyDetails(f.IO, f.IO.Out, k, f.Now())
-	return nil
-}

@@ -192,12 +192,10 @@ func lookUpFindings(ctx context.Context, f *Factory, found []scan.Finding, actio
 }
 
 func printFindings(f *Factory, format output.Format, results []finding) error {
-	switch format {
-	case output.JSON:
-		return output.WriteJSON(f.IO.Out, nonNil(results))
-	case output.YAML:
-		return output.WriteYAML(f.IO.Out, nonNil(results))
-	}
+	return printData(f, format, nonNil(results), func() error { return findingsTable(f, results) })
+}
+
+func findingsTable(f *Factory, results []finding) error {
 	if len(results) == 0 {
 		return nil
 	}

@@ -65,13 +65,7 @@ func runUsage(ctx context.Context, f *Factory, opts *UsageOptions) error {
 		if err != nil {
 			return err
 		}
-		switch opts.Format {
-		case output.JSON:
-			return output.WriteJSON(f.IO.Out, rep)
-		case output.YAML:
-			return output.WriteYAML(f.IO.Out, rep)
-		}
-		return printUsageTables(f, rep)
+		return printData(f, opts.Format, rep, func() error { return printUsageTables(f, rep) })
 	})
 }
 

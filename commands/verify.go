@@ -210,21 +210,17 @@ func printVerify(f *Factory, opts *VerifyOptions, res *store.VerifyResult) error
 	if opts.Quiet {
 		return nil
 	}
-	switch opts.Format {
-	case output.JSON:
-		return output.WriteJSON(f.IO.Out, res)
-	case output.YAML:
-		return output.WriteYAML(f.IO.Out, res)
-	}
-	label := strings.ToLower(strings.ReplaceAll(string(res.Code), "_", " "))
-	k := res.Key
-	switch {
-	case res.Code == store.Valid && k != nil:
-		f.IO.Notef("keyctl: valid: %s (%s) scopes %s env %s", k.Name, k.ID, strings.Join(k.Scopes, ","), k.Env)
-	case k != nil:
-		f.IO.Notef("keyctl: %s: %s (%s): %s", label, k.Name, k.ID, res.Reason)
-	default:
-		f.IO.Notef("keyctl: %s: %s", label, res.Reason)
-	}
-	return nil
+	return printData(f, opts.Format, res, func() error {
+		label := strings.ToLower(strings.ReplaceAll(string(res.Code), "_", " "))
+		k := res.Key
+		switch {
+		case res.Code == store.Valid && k != nil:
+			f.IO.Notef("keyctl: valid: %s (%s) scopes %s env %s", k.Name, k.ID, strings.Join(k.Scopes, ","), k.Env)
+		case k != nil:
+			f.IO.Notef("keyctl: %s: %s (%s): %s", label, k.Name, k.ID, res.Reason)
+		default:
+			f.IO.Notef("keyctl: %s: %s", label, res.Reason)
+		}
+		return nil
+	})
 }

@@ -7,7 +7,6 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/keyctl/keyctl/output"
 )
 
 // version is set at release time with
@@ -51,14 +50,10 @@ func newVersionCmd(f *Factory) *cobra.Command {
 				OS      string `json:"os"`
 				Arch    string `json:"arch"`
 			}{Version(), runtime.Version(), runtime.GOOS, runtime.GOARCH}
-			switch format {
-			case output.JSON:
-				return output.WriteJSON(f.IO.Out, v)
-			case output.YAML:
-				return output.WriteYAML(f.IO.Out, v)
-			}
-			_, err = fmt.Fprintf(f.IO.Out, "keyctl %s (%s, %s/%s)\n", v.Version, v.Go, v.OS, v.Arch)
-			return err
+			return printData(f, format, v, func() error {
+				_, err := fmt.Fprintf(f.IO.Out, "keyctl %s (%s, %s/%s)\n", v.Version, v.Go, v.OS, v.Arch)
+				return err
+			})
 		},
 	}
 }
