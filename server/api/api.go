@@ -1,0 +1,158 @@
+// Package api is the wire format of keyctl's HTTP API: the request and
+// response bodies, the error codes and the admin scopes that the server and
+// the remote store (store/remote) share. server/openapi.json documents it.
+package api
+
+import (
+	"strings"
+	"time"
+
+	"github.com/keyctl/keyctl/store"
+)
+
+// Version is the path prefix of every versioned route.
+const Version = "/v1"
+
+// Admin scopes: what a token may do through the API. owner ⊇ admin ⊇ read;
+// verify allows only POST /v1/verify, which owner and admin may also call.
+const (
+	ScopeOwner  = "keyctl:owner"
+	ScopeAdmin  = "keyctl:admin"
+	ScopeRead   = "keyctl:read"
+	ScopeVerify = "keyctl:verify"
+	// ReservedScopePrefix marks the scopes only an owner may create or grant.
+	ReservedScopePrefix = "keyctl:"
+)
+
+// Reserved reports whether scope is one of keyctl's own (keyctl:*).
+func Reserved(scope string) bool { return strings.HasPrefix(scope, ReservedScopePrefix) }
+
+// Error codes: a documented contract. Each goes with one HTTP status.
+const (
+	CodeInvalidJSON      = "invalid_json"       // 400: not JSON, wrong types, or unknown fields
+	CodeInvalidRequest   = "invalid_request"    // 400: a value the store cannot accept
+	CodeUnauthorized     = "unauthorized"       // 401: no token, or not one that may be used
+	CodeForbidden        = "forbidden"          // 403: the token lacks the scope, or its address is not allowed
+	CodeNotFound         = "not_found"          // 404: no such key, or no such route
+	CodeMethodNotAllowed = "method_not_allowed" // 405
+	CodeConflict         = "conflict"           // 409: the name is in use by another key
+	CodeRevoked          = "revoked"            // 409: the key is revoked and the change is refused
+	CodeBodyTooLarge     = "body_too_large"     // 413: the body is over MaxBodyBytes
+	CodeRateLimited      = "rate_limited"       // 429: the token is over its own rate limit
+	CodeInternal         = "internal"           // 500
+	CodeUnavailable      = "unavailable"        // 503: the server is shutting down
+)
+
+// MaxBodyBytes bounds every request body.
+const MaxBodyBytes = 64 << 10
+
+// Error is the body of every error response.
+type Error struct {
+	Error ErrorDetail `json:"error"`
+}
+
+// ErrorDetail says what went wrong: a stable code and a message for people.
+type ErrorDetail struct {
+	Code    string `json:"code"`
+	Message string `json:"message"`
+}
+
+// CreateRequest is the body of POST /v1/keys. Env defaults to development
+// and Prefix to "sk".
+type CreateRequest struct {
+	Name        string            `json:"name,omitempty"`
+	Description string            `json:"description,omitempty"`
+	Scopes      []string          `json:"scopes,omitempty"`
+	Env         string            `json:"env,omitempty"`
+	Prefix      string            `json:"prefix,omitempty"`
+	ExpiresAt   *time.Time        `json:"expires_at,omitempty"`
+	AllowedIPs  []string          `json:"allowed_ips,omitempty"`
+	Quota       *int64            `json:"quota,omitempty"`
+	RateLimit   *store.RateLimit  `json:"rate_limit,omitempty"`
+	Metadata    map[string]string `json:"metadata,omitempty"`
+}
+
+// IssuedKey is a key with the secret it was just given: the response of
+// create and rotate, the only ones that carry a secret.
+type IssuedKey struct {
+	*store.Key
+	Secret string `json:"secret"`
+}
+
+// UpdateRequest is the body of PATCH /v1/keys/{id}; absent fields change
+// nothing. It mirrors store.UpdateParams.
+type UpdateRequest struct {
+	Name             *string           `json:"name,omitempty"`
+	Description      *string           `json:"description,omitempty"`
+	AddScopes        []string          `json:"add_scopes,omitempty"`
+	RemoveScopes     []string          `json:"remove_scopes,omitempty"`
+	ExpiresAt        *time.Time        `json:"expires_at,omitempty"`
+	ClearExpiry      bool              `json:"clear_expiry,omitempty"`
+	AddAllowedIPs    []string          `json:"add_allowed_ips,omitempty"`
+	RemoveAllowedIPs []string          `json:"remove_allowed_ips,omitempty"`
+	Quota            *int64            `json:"quota,omitempty"`
+	ClearQuota       bool              `json:"clear_quota,omitempty"`
+	RateLimit        *store.RateLimit  `json:"rate_limit,omitempty"`
+	ClearRateLimit   bool              `json:"clear_rate_limit,omitempty"`
+	SetMetadata      map[string]string `json:"set_metadata,omitempty"`
+	RemoveMetadata   []string          `json:"remove_metadata,omitempty"`
+}
+
+// Params converts the request to the store's form.
+func (u UpdateRequest) Params() store.UpdateParams {
+	return store.UpdateParams{
+		Name: u.Name, Description: u.Description, AddScopes: u.AddScopes, RemoveScopes: u.RemoveScopes,
+		ExpiresAt: u.ExpiresAt, ClearExpiry: u.ClearExpiry, AddIPs: u.AddAllowedIPs, RemoveIPs: u.RemoveAllowedIPs,
+		Quota: u.Quota, ClearQuota: u.ClearQuota, RateLimit: u.RateLimit, ClearRateLimit: u.ClearRateLimit,
+		SetMeta: u.SetMetadata, RemoveMeta: u.RemoveMetadata,
+	}
+}
+
+// UpdateFrom converts the store's form to the request.
+func UpdateFrom(p store.UpdateParams) UpdateRequest {
+	return UpdateRequest{
+		Name: p.Name, Description: p.Description, AddScopes: p.AddScopes, RemoveScopes: p.RemoveScopes,
+		ExpiresAt: p.ExpiresAt, ClearExpiry: p.ClearExpiry, AddAllowedIPs: p.AddIPs, RemoveAllowedIPs: p.RemoveIPs,
+		Quota: p.Quota, ClearQuota: p.ClearQuota, RateLimit: p.RateLimit, ClearRateLimit: p.ClearRateLimit,
+		SetMetadata: p.SetMeta, RemoveMetadata: p.RemoveMeta,
+	}
+}
+
+// RotateRequest is the optional body of POST /v1/keys/{id}/rotate: how many
+// seconds the old secret keeps working (0, the default: it stops now).
+type RotateRequest struct {
+	GraceSeconds int64 `json:"grace_seconds,omitempty"`
+}
+
+// RevokeRequest is the optional body of POST /v1/keys/{id}/revoke.
+type RevokeRequest struct {
+	Reason string `json:"reason,omitempty"`
+}
+
+// KeyRequest carries a token in a body, never in a URL: POST
+// /v1/keys/lookup.
+type KeyRequest struct {
+	Key string `json:"key"`
+}
+
+// VerifyRequest is the body of POST /v1/verify. Cost defaults to 1; 0
+// checks without spending quota.
+type VerifyRequest struct {
+	Key    string   `json:"key"`
+	Scopes []string `json:"scopes,omitempty"`
+	Env    string   `json:"env,omitempty"`
+	IP     string   `json:"ip,omitempty"`
+	Cost   *int64   `json:"cost,omitempty"`
+}
+
+// KeyList is one page of GET /v1/keys. NextCursor, when not empty, fetches
+// the next page.
+type KeyList struct {
+	Keys       []*store.Key `json:"keys"`
+	NextCursor string       `json:"next_cursor,omitempty"`
+}
+
+// Health is the body of GET /healthz.
+type Health struct {
+	Status string `json:"status"`
+}

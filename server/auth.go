@@ -1,0 +1,149 @@
+package server
+
+import (
+	"net/http"
+	"net/netip"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/keyctl/keyctl/server/api"
+	"github.com/keyctl/keyctl/store"
+)
+
+// caller is the key a request authenticated with.
+type caller struct {
+	key *store.Key
+	ip  netip.Addr
+}
+
+// has reports whether the caller's key grants scope, through the hierarchy:
+// owner ⊇ admin ⊇ read, and owner and admin may also verify.
+func (c *caller) has(scope string) bool {
+	held := func(s string) bool { return slices.Contains(c.key.Scopes, s) }
+	switch scope {
+	case api.ScopeOwner:
+		return held(api.ScopeOwner)
+	case api.ScopeAdmin:
+		return held(api.ScopeAdmin) || held(api.ScopeOwner)
+	case api.ScopeRead:
+		return held(api.ScopeRead) || held(api.ScopeAdmin) || held(api.ScopeOwner)
+	case api.ScopeVerify:
+		return held(api.ScopeVerify) || held(api.ScopeAdmin) || held(api.ScopeOwner)
+	}
+	return false
+}
+
+// mayGrant refuses keyctl:* scopes to a caller that is not an owner: an
+// admin may not make a key more powerful than itself.
+func (c *caller) mayGrant(scopes []string) error {
+	if c.has(api.ScopeOwner) {
+		return nil
+	}
+	for _, s := range scopes {
+		if api.Reserved(s) {
+			return errorf(http.StatusForbidden, api.CodeForbidden,
+				"only a %s key may create or grant keyctl:* scopes such as %q", api.ScopeOwner, s)
+		}
+	}
+	return nil
+}
+
+type authedFunc func(w http.ResponseWriter, r *http.Request, c *caller)
+
+// authed authenticates the request's token with the store's own Verify (so
+// that its use counts like any key's), requires scope, and passes the store
+// the acting key in the context.
+func (s *Server) authed(scope string, h authedFunc) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		c, err := s.authenticate(r)
+		if err == nil && !c.has(scope) {
+			err = errorf(http.StatusForbidden, api.CodeForbidden,
+				"key %q does not hold scope %s (or one that includes it)", c.key.Name, scope)
+		}
+		if c != nil {
+			if rec, ok := w.(*recorder); ok {
+				rec.keyID = c.key.ID
+			}
+		}
+		if err != nil {
+			s.fail(w, r, err)
+			return
+		}
+		ctx := store.WithActor(r.Context(), store.Actor{Kind: "key", ID: c.key.ID, Name: c.key.Name, Address: addrString(c.ip)})
+		h(w, r.WithContext(ctx), c)
+	})
+}
+
+func addrString(a netip.Addr) string {
+	if !a.IsValid() {
+		return ""
+	}
+	return a.String()
+}
+
+// authenticate verifies the token the request carries. A key that is not
+// valid is 401, except that one over its rate limit is 429 and one used from
+// an address it does not allow is 403. A caller is returned whenever the
+// token names a key, for the access log.
+func (s *Server) authenticate(r *http.Request) (*caller, error) {
+	tok, err := bearer(r)
+	if err != nil {
+		return nil, err
+	}
+	ip := clientIP(r)
+	res, err := s.batch.do(r.Context(), store.VerifyRequest{Token: tok, IP: ip, Cost: 1})
+	if err != nil {
+		return nil, err
+	}
+	s.metrics.authentications.WithLabelValues(string(res.Code)).Inc()
+	var c *caller
+	if res.Key != nil {
+		c = &caller{key: res.Key, ip: ip}
+	}
+	switch res.Code {
+	case store.Valid:
+		return c, nil
+	case store.RateLimited:
+		e := errorf(http.StatusTooManyRequests, api.CodeRateLimited, "the token's key is over its rate limit: %s", res.Reason)
+		if res.RetryAt != nil {
+			e.retryAfter = max(1, int(time.Until(*res.RetryAt).Seconds()+0.999))
+		}
+		return c, e
+	case store.Forbidden:
+		return c, errorf(http.StatusForbidden, api.CodeForbidden, "the token may not be used: %s", res.Reason)
+	}
+	return c, unauthorized("the token was refused (%s): %s", strings.ToLower(string(res.Code)), res.Reason)
+}
+
+func unauthorized(format string, a ...any) *apiError {
+	e := errorf(http.StatusUnauthorized, api.CodeUnauthorized, format, a...)
+	e.challenge = true
+	return e
+}
+
+// bearer returns the request's token: from Authorization: Bearer when that
+// header is present, else from X-API-Key.
+func bearer(r *http.Request) (string, error) {
+	if h := r.Header.Get("Authorization"); h != "" {
+		scheme, tok, _ := strings.Cut(h, " ")
+		tok = strings.TrimSpace(tok)
+		if !strings.EqualFold(scheme, "Bearer") || tok == "" {
+			return "", unauthorized("the Authorization header is not \"Bearer <token>\"")
+		}
+		return tok, nil
+	}
+	if tok := strings.TrimSpace(r.Header.Get("X-API-Key")); tok != "" {
+		return tok, nil
+	}
+	return "", unauthorized("no token: send it as Authorization: Bearer <token> or X-API-Key: <token>")
+}
+
+// clientIP is the address the request came from (a proxy's, behind one).
+func clientIP(r *http.Request) netip.Addr {
+	ap, err := netip.ParseAddrPort(r.RemoteAddr)
+	if err != nil {
+		return netip.Addr{}
+	}
+	return ap.Addr().Unmap()
+}

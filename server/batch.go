@@ -1,0 +1,149 @@
+package server
+
+import (
+	"context"
+	"errors"
+	"sync"
+
+	"github.com/keyctl/keyctl/store"
+)
+
+// maxBatch bounds how many verifications share one transaction.
+const maxBatch = 256
+
+// errClosed: the server is shutting down and takes no new verifications.
+var errClosed = errors.New("the server is shutting down")
+
+// verifyBatchFunc verifies requests together, each as if alone.
+type verifyBatchFunc func(ctx context.Context, reqs []store.VerifyRequest) ([]*store.VerifyResult, error)
+
+// batchVerifier is the store's VerifyBatch when it has one (SQLite: one
+// transaction, one commit for the lot), else Verify for each request.
+func batchVerifier(st store.Store) verifyBatchFunc {
+	if b, ok := st.(interface {
+		VerifyBatch(context.Context, []store.VerifyRequest) ([]*store.VerifyResult, error)
+	}); ok {
+		return b.VerifyBatch
+	}
+	return func(ctx context.Context, reqs []store.VerifyRequest) ([]*store.VerifyResult, error) {
+		out := make([]*store.VerifyResult, len(reqs))
+		for i, req := range reqs {
+			res, err := st.Verify(ctx, req)
+			if err != nil {
+				return nil, err
+			}
+			out[i] = res
+		}
+		return out, nil
+	}
+}
+
+// batcher verifies concurrent requests in batches: one goroutine takes
+// whatever is queued, verifies it in one call, and hands each result back.
+// Under load the commit is shared; alone, a request waits for no one.
+type batcher struct {
+	verify  verifyBatchFunc
+	metrics *metrics
+	queue   chan *pending
+	done    chan struct{}
+
+	mu     sync.RWMutex // held for reading while sending on queue
+	closed bool
+}
+
+type pending struct {
+	req  store.VerifyRequest
+	res  *store.VerifyResult
+	err  error
+	done chan struct{}
+}
+
+func newBatcher(verify verifyBatchFunc, m *metrics) *batcher {
+	b := &batcher{verify: verify, metrics: m, queue: make(chan *pending, maxBatch), done: make(chan struct{})}
+	go b.run()
+	return b
+}
+
+// do verifies req in the next batch. Once the request is queued it is
+// verified and recorded even if ctx ends: the caller only stops waiting.
+func (b *batcher) do(ctx context.Context, req store.VerifyRequest) (*store.VerifyResult, error) {
+	p := &pending{req: req, done: make(chan struct{})}
+	b.mu.RLock()
+	if b.closed {
+		b.mu.RUnlock()
+		return nil, errClosed
+	}
+	b.queue <- p
+	b.mu.RUnlock()
+	select {
+	case <-p.done:
+		return p.res, p.err
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+}
+
+func (b *batcher) run() {
+	defer close(b.done)
+	batch := make([]*pending, 0, maxBatch)
+	reqs := make([]store.VerifyRequest, 0, maxBatch)
+	for p := range b.queue {
+		batch = append(batch[:0], p)
+	fill:
+		for len(batch) < maxBatch {
+			select {
+			case q, ok := <-b.queue:
+				if !ok {
+					break fill
+				}
+				batch = append(batch, q)
+			default:
+				break fill
+			}
+		}
+		reqs = reqs[:0]
+		for _, q := range batch {
+			reqs = append(reqs, q.req)
+		}
+		b.metrics.batchSize.Observe(float64(len(batch)))
+		// Not a request's context: one client going away must not undo
+		// the others' verifications.
+		res, err := b.verify(context.Background(), reqs)
+		if err != nil && len(batch) > 1 {
+			// The batch was rolled back whole; verify each alone so that
+			// one request's failure is only its own.
+			for _, q := range batch {
+				b.one(q)
+			}
+			continue
+		}
+		for i, q := range batch {
+			if err != nil {
+				q.err = err
+			} else {
+				q.res = res[i]
+			}
+			close(q.done)
+		}
+	}
+}
+
+func (b *batcher) one(q *pending) {
+	res, err := b.verify(context.Background(), []store.VerifyRequest{q.req})
+	if err == nil {
+		q.res = res[0]
+	}
+	q.err = err
+	close(q.done)
+}
+
+// close stops taking requests and returns when every queued one is done.
+func (b *batcher) close() {
+	b.mu.Lock()
+	if !b.closed {
+		b.closed = true
+		close(b.queue)
+	}
+	b.mu.Unlock()
+	<-b.done
+}

@@ -1,0 +1,177 @@
+package server
+
+import (
+	"net/http"
+	"time"
+
+	"github.com/keyctl/keyctl/apikey"
+	"github.com/keyctl/keyctl/server/api"
+	"github.com/keyctl/keyctl/store"
+)
+
+// maxGrace bounds a rotation's grace period (and keeps it a Duration).
+const maxGrace = 100 * 365 * 24 * time.Hour
+
+func (s *Server) createKey(w http.ResponseWriter, r *http.Request, c *caller) {
+	var req api.CreateRequest
+	if err := decode(w, r, &req, false); err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	p := store.CreateParams{
+		Name: req.Name, Description: req.Description, Scopes: req.Scopes, Env: store.Development,
+		Prefix: apikey.DefaultPrefix, ExpiresAt: req.ExpiresAt, AllowedIPs: req.AllowedIPs,
+		Quota: req.Quota, RateLimit: req.RateLimit, Metadata: req.Metadata,
+	}
+	if req.Env != "" {
+		env, err := store.ParseEnv(req.Env)
+		if err != nil {
+			s.fail(w, r, errorf(http.StatusBadRequest, api.CodeInvalidRequest, "%s", err))
+			return
+		}
+		p.Env = env
+	}
+	if req.Prefix != "" {
+		p.Prefix = req.Prefix
+	}
+	if err := c.mayGrant(p.Scopes); err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	k, secret, err := s.store.Create(r.Context(), p)
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	w.Header().Set("Location", api.Version+"/keys/"+k.ID)
+	writeJSON(w, http.StatusCreated, api.IssuedKey{Key: k, Secret: secret})
+}
+
+func (s *Server) getKey(w http.ResponseWriter, r *http.Request, _ *caller) {
+	k, err := s.store.Get(r.Context(), r.PathValue("id"))
+	s.answerKey(w, r, k, err)
+}
+
+func (s *Server) answerKey(w http.ResponseWriter, r *http.Request, k *store.Key, err error) {
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, k)
+}
+
+func (s *Server) lookupKey(w http.ResponseWriter, r *http.Request, _ *caller) {
+	var req api.KeyRequest
+	if err := decode(w, r, &req, false); err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	k, err := s.store.Find(r.Context(), req.Key)
+	s.answerKey(w, r, k, err)
+}
+
+func (s *Server) updateKey(w http.ResponseWriter, r *http.Request, c *caller) {
+	var req api.UpdateRequest
+	if err := decode(w, r, &req, false); err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	p := req.Params()
+	if p.Empty() {
+		s.fail(w, r, errorf(http.StatusBadRequest, api.CodeInvalidRequest, "the update changes nothing"))
+		return
+	}
+	if err := c.mayGrant(p.AddScopes); err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	k, err := s.store.Update(r.Context(), r.PathValue("id"), p)
+	s.answerKey(w, r, k, err)
+}
+
+func (s *Server) rotateKey(w http.ResponseWriter, r *http.Request, c *caller) {
+	var req api.RotateRequest
+	if err := decode(w, r, &req, true); err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	grace := time.Duration(req.GraceSeconds) * time.Second
+	if req.GraceSeconds < 0 || grace > maxGrace {
+		s.fail(w, r, errorf(http.StatusBadRequest, api.CodeInvalidRequest,
+			"grace_seconds %d is not from 0 to %d", req.GraceSeconds, int64(maxGrace/time.Second)))
+		return
+	}
+	ref := r.PathValue("id")
+	if !c.has(api.ScopeOwner) {
+		// A rotation hands out the key's secret: to hand out one that
+		// holds keyctl:* scopes would be to grant them.
+		k, err := s.store.Get(r.Context(), ref)
+		if err != nil {
+			s.fail(w, r, err)
+			return
+		}
+		if err := c.mayGrant(k.Scopes); err != nil {
+			s.fail(w, r, err)
+			return
+		}
+	}
+	k, secret, err := s.store.Rotate(r.Context(), ref, grace)
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, api.IssuedKey{Key: k, Secret: secret})
+}
+
+func (s *Server) revokeKey(w http.ResponseWriter, r *http.Request, _ *caller) {
+	var req api.RevokeRequest
+	if err := decode(w, r, &req, true); err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	k, err := s.store.Revoke(r.Context(), r.PathValue("id"), req.Reason)
+	s.answerKey(w, r, k, err)
+}
+
+func (s *Server) disableKey(w http.ResponseWriter, r *http.Request, _ *caller) {
+	s.setDisabled(w, r, true)
+}
+
+func (s *Server) enableKey(w http.ResponseWriter, r *http.Request, _ *caller) {
+	s.setDisabled(w, r, false)
+}
+
+func (s *Server) setDisabled(w http.ResponseWriter, r *http.Request, disabled bool) {
+	var none struct{}
+	if err := decode(w, r, &none, true); err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	k, err := s.store.SetDisabled(r.Context(), r.PathValue("id"), disabled)
+	s.answerKey(w, r, k, err)
+}
+
+func (s *Server) keyUsage(w http.ResponseWriter, r *http.Request, _ *caller) {
+	q, err := queryOf(r, "since", "limit")
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	var uq store.UsageQuery
+	if v := q.Get("since"); v != "" {
+		if uq.Since, err = time.Parse(time.RFC3339, v); err != nil {
+			s.fail(w, r, badParam("since", v, "an RFC 3339 time"))
+			return
+		}
+	}
+	if uq.Limit, err = q.intIn("limit", 1, 10000, 50); err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	rep, err := s.store.Usage(r.Context(), r.PathValue("id"), uq)
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, rep)
+}

@@ -1,0 +1,109 @@
+package server
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"strconv"
+	"strings"
+
+	"github.com/keyctl/keyctl/server/api"
+	"github.com/keyctl/keyctl/store"
+)
+
+// writeJSON answers with v as JSON.
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	b, err := json.Marshal(v)
+	if err != nil {
+		status, b = http.StatusInternalServerError, []byte(`{"error":{"code":"internal","message":"internal error"}}`)
+	}
+	h := w.Header()
+	h.Set("Content-Type", "application/json")
+	h.Set("Cache-Control", "no-store")
+	w.WriteHeader(status)
+	w.Write(append(b, '\n'))
+}
+
+// apiError is an error response: a status, a stable code, a message.
+type apiError struct {
+	status     int
+	code       string
+	message    string
+	retryAfter int  // seconds, for Retry-After; 0: none
+	challenge  bool // a 401 that asks for a bearer token
+}
+
+func (e *apiError) Error() string { return e.message }
+
+func errorf(status int, code, format string, a ...any) *apiError {
+	return &apiError{status: status, code: code, message: fmt.Sprintf(format, a...)}
+}
+
+func writeError(w http.ResponseWriter, e *apiError) {
+	if e.retryAfter > 0 {
+		w.Header().Set("Retry-After", strconv.Itoa(e.retryAfter))
+	}
+	if e.challenge {
+		w.Header().Set("WWW-Authenticate", `Bearer realm="keyctl"`)
+	}
+	writeJSON(w, e.status, api.Error{Error: api.ErrorDetail{Code: e.code, Message: e.message}})
+}
+
+// fail answers with err: an *apiError as it is, a store error with its
+// status, anything else as a 500 whose cause is logged and not told.
+func (s *Server) fail(w http.ResponseWriter, r *http.Request, err error) {
+	var ae *apiError
+	switch {
+	case errors.As(err, &ae):
+	case errors.Is(err, store.ErrInvalid):
+		ae = errorf(http.StatusBadRequest, api.CodeInvalidRequest, "%s", err)
+	case errors.Is(err, store.ErrNotFound):
+		ae = errorf(http.StatusNotFound, api.CodeNotFound, "%s", err)
+	case errors.Is(err, store.ErrConflict):
+		ae = errorf(http.StatusConflict, api.CodeConflict, "%s", err)
+	case errors.Is(err, store.ErrRevoked):
+		ae = errorf(http.StatusConflict, api.CodeRevoked, "%s", err)
+	case errors.Is(err, errClosed):
+		ae = errorf(http.StatusServiceUnavailable, api.CodeUnavailable, "the server is shutting down")
+	default:
+		s.errLog.Error("request failed", "method", r.Method, "route", r.Pattern, "error", err)
+		ae = errorf(http.StatusInternalServerError, api.CodeInternal, "internal error")
+	}
+	writeError(w, ae)
+}
+
+// decode reads r's JSON body into v: at most api.MaxBodyBytes (413 past
+// that), one value, no unknown fields (400). An empty body leaves v as it is
+// when optional.
+func decode(w http.ResponseWriter, r *http.Request, v any, optional bool) error {
+	if r.ContentLength > api.MaxBodyBytes {
+		return tooLarge()
+	}
+	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, api.MaxBodyBytes))
+	dec.DisallowUnknownFields()
+	err := dec.Decode(v)
+	if errors.Is(err, io.EOF) && optional {
+		return nil
+	}
+	if err == nil {
+		if _, terr := dec.Token(); !errors.Is(terr, io.EOF) {
+			err = errors.New("data after the JSON value")
+		}
+	}
+	var mbe *http.MaxBytesError
+	switch {
+	case err == nil:
+		return nil
+	case errors.As(err, &mbe):
+		return tooLarge()
+	case errors.Is(err, io.EOF):
+		return errorf(http.StatusBadRequest, api.CodeInvalidJSON, "the request needs a JSON body")
+	}
+	return errorf(http.StatusBadRequest, api.CodeInvalidJSON, "invalid JSON body: %s", strings.TrimPrefix(err.Error(), "json: "))
+}
+
+func tooLarge() error {
+	return errorf(http.StatusRequestEntityTooLarge, api.CodeBodyTooLarge, "the request body is larger than %d bytes", api.MaxBodyBytes)
+}

@@ -1,0 +1,169 @@
+// Package server is keyctl's HTTP API over a store.Store: key administration
+// for admin tokens, verification for applications, health and metrics. It
+// knows nothing of the command line.
+package server
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/keyctl/keyctl/server/api"
+	"github.com/keyctl/keyctl/store"
+)
+
+// Timeouts of the HTTP server: a slow or idle client cannot hold a
+// connection for long.
+const (
+	ReadHeaderTimeout = 5 * time.Second
+	ReadTimeout       = 15 * time.Second
+	WriteTimeout      = 30 * time.Second
+	IdleTimeout       = 2 * time.Minute
+	// ShutdownTimeout bounds how long a graceful shutdown waits for the
+	// requests in flight.
+	ShutdownTimeout = 30 * time.Second
+)
+
+// Options configure a Server.
+type Options struct {
+	// AccessLog receives one line per request (method, route, status,
+	// duration, the caller's key id); nil logs nothing.
+	AccessLog io.Writer
+	// ErrorLog receives errors the client is not told about; nil is
+	// AccessLog, else nothing.
+	ErrorLog io.Writer
+	// Registry receives the metrics; a new one when nil.
+	Registry *prometheus.Registry
+	// Now is the clock list filters are applied at: the store's, which is
+	// time.Now when nil.
+	Now func() time.Time
+}
+
+// Server serves the API over one store. Close it after the HTTP server has
+// shut down, so that every verification queued is recorded.
+type Server struct {
+	store   store.Store
+	batch   *batcher
+	metrics *metrics
+	log     *slog.Logger // access log; nil when off
+	errLog  *slog.Logger
+	mux     *http.ServeMux
+	handler http.Handler
+	now     func() time.Time
+}
+
+// New returns a server over st. It starts the goroutine that verifies
+// requests in batches; Close stops it.
+func New(st store.Store, opts Options) *Server {
+	s := &Server{store: st, mux: http.NewServeMux(), now: opts.Now}
+	if s.now == nil {
+		s.now = time.Now
+	}
+	if opts.AccessLog != nil {
+		s.log = slog.New(slog.NewTextHandler(opts.AccessLog, nil))
+	}
+	errOut := opts.ErrorLog
+	if errOut == nil {
+		errOut = opts.AccessLog
+	}
+	if errOut == nil {
+		errOut = io.Discard
+	}
+	s.errLog = slog.New(slog.NewTextHandler(errOut, nil))
+	reg := opts.Registry
+	if reg == nil {
+		reg = prometheus.NewRegistry()
+	}
+	s.metrics = newMetrics(reg)
+	s.batch = newBatcher(batchVerifier(st), s.metrics)
+	s.routes(reg)
+	s.handler = s.observe(s.mux)
+	return s
+}
+
+// Handler is the API's HTTP handler.
+func (s *Server) Handler() http.Handler { return s.handler }
+
+// Close drains the verification queue: every verification accepted is
+// recorded before it returns. It does not close the store.
+func (s *Server) Close() { s.batch.close() }
+
+func (s *Server) routes(reg *prometheus.Registry) {
+	v := api.Version
+	s.mux.Handle("GET /healthz", http.HandlerFunc(s.health))
+	s.mux.Handle("GET /metrics", s.metrics.handler(reg))
+	s.mux.Handle("GET "+v+"/openapi.json", http.HandlerFunc(serveOpenAPI))
+
+	s.mux.Handle("POST "+v+"/verify", s.authed(api.ScopeVerify, s.verify))
+	s.mux.Handle("POST "+v+"/keys", s.authed(api.ScopeAdmin, s.createKey))
+	s.mux.Handle("GET "+v+"/keys", s.authed(api.ScopeRead, s.listKeys))
+	s.mux.Handle("POST "+v+"/keys/lookup", s.authed(api.ScopeRead, s.lookupKey))
+	s.mux.Handle("GET "+v+"/keys/{id}", s.authed(api.ScopeRead, s.getKey))
+	s.mux.Handle("PATCH "+v+"/keys/{id}", s.authed(api.ScopeAdmin, s.updateKey))
+	s.mux.Handle("POST "+v+"/keys/{id}/rotate", s.authed(api.ScopeAdmin, s.rotateKey))
+	s.mux.Handle("POST "+v+"/keys/{id}/revoke", s.authed(api.ScopeAdmin, s.revokeKey))
+	s.mux.Handle("POST "+v+"/keys/{id}/disable", s.authed(api.ScopeAdmin, s.disableKey))
+	s.mux.Handle("POST "+v+"/keys/{id}/enable", s.authed(api.ScopeAdmin, s.enableKey))
+	s.mux.Handle("GET "+v+"/keys/{id}/usage", s.authed(api.ScopeRead, s.keyUsage))
+}
+
+func (s *Server) health(w http.ResponseWriter, _ *http.Request) {
+	writeJSON(w, http.StatusOK, api.Health{Status: "ok"})
+}
+
+// NewHTTPServer returns an http.Server for h with keyctl's timeouts.
+func NewHTTPServer(h http.Handler) *http.Server {
+	return &http.Server{
+		Handler:           h,
+		ReadHeaderTimeout: ReadHeaderTimeout,
+		ReadTimeout:       ReadTimeout,
+		WriteTimeout:      WriteTimeout,
+		IdleTimeout:       IdleTimeout,
+		MaxHeaderBytes:    api.MaxBodyBytes,
+	}
+}
+
+// TLS names a certificate and its key; both empty serves plain HTTP.
+type TLS struct{ CertFile, KeyFile string }
+
+// Run serves on ln until ctx is done, then shuts down gracefully: it stops
+// accepting, finishes the requests in flight, and records every queued
+// verification. A clean shutdown returns nil.
+func (s *Server) Run(ctx context.Context, ln net.Listener, t TLS) error {
+	hs := NewHTTPServer(s.handler)
+	hs.ErrorLog = slog.NewLogLogger(s.errLog.Handler(), slog.LevelWarn)
+	if t.CertFile != "" {
+		cert, err := tls.LoadX509KeyPair(t.CertFile, t.KeyFile)
+		if err != nil {
+			return fmt.Errorf("loading the TLS certificate: %w", err)
+		}
+		hs.TLSConfig = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
+		ln = tls.NewListener(ln, hs.TLSConfig)
+	}
+	served := make(chan error, 1)
+	go func() { served <- hs.Serve(ln) }()
+	var err error
+	select {
+	case err = <-served:
+	case <-ctx.Done():
+		sctx, cancel := context.WithTimeout(context.Background(), ShutdownTimeout)
+		err = hs.Shutdown(sctx)
+		cancel()
+		if serr := <-served; !errors.Is(serr, http.ErrServerClosed) {
+			err = errors.Join(err, serr)
+		}
+	}
+	s.Close()
+	if errors.Is(err, http.ErrServerClosed) {
+		err = nil
+	}
+	return err
+}

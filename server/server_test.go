@@ -1,0 +1,443 @@
+package server
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"io"
+	"net"
+	"net/http"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/getkin/kin-openapi/openapi3"
+	"github.com/getkin/kin-openapi/openapi3filter"
+	"github.com/getkin/kin-openapi/routers"
+	"github.com/getkin/kin-openapi/routers/gorillamux"
+
+	"github.com/keyctl/keyctl/server/api"
+	"github.com/keyctl/keyctl/store"
+)
+
+// clock is the store's clock in tests, moved by hand.
+type clock struct {
+	mu sync.Mutex
+	t  time.Time
+}
+
+func (c *clock) Now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.t
+}
+
+func (c *clock) Advance(d time.Duration) {
+	c.mu.Lock()
+	c.t = c.t.Add(d)
+	c.mu.Unlock()
+}
+
+// testServer is a real server on a loopback port over a real SQLite store,
+// with a token for each admin scope. Every response it receives is checked
+// against openapi.json.
+type testServer struct {
+	t      *testing.T
+	st     *store.SQLite
+	srv    *Server
+	url    string
+	clock  *clock
+	log    *syncBuffer
+	cancel context.CancelFunc
+	done   chan error
+	router routers.Router
+	doc    *openapi3.T
+	tok    map[string]string // "owner", "admin", "read", "verify", "plain" → token
+	keys   map[string]*store.Key
+}
+
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+func start(t *testing.T) *testServer {
+	t.Helper()
+	c := &clock{t: time.Now().UTC().Truncate(time.Second)}
+	st, err := store.OpenSQLite(context.Background(), filepath.Join(t.TempDir(), "keyctl.db"), store.Options{Now: c.Now})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ts := &testServer{t: t, st: st, clock: c, log: &syncBuffer{}, tok: map[string]string{}, keys: map[string]*store.Key{}}
+	for name, scope := range map[string]string{
+		"owner": api.ScopeOwner, "admin": api.ScopeAdmin, "read": api.ScopeRead, "verify": api.ScopeVerify, "plain": "sdk",
+	} {
+		ts.keys[name], ts.tok[name] = ts.mint(store.CreateParams{Name: name, Scopes: []string{scope}})
+	}
+	ts.srv = New(st, Options{AccessLog: ts.log, Now: c.Now})
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ts.url = "http://" + ln.Addr().String()
+	ctx, cancel := context.WithCancel(context.Background())
+	ts.cancel, ts.done = cancel, make(chan error, 1)
+	srv := ts.srv
+	go func() { ts.done <- srv.Run(ctx, ln, TLS{}) }()
+	ts.loadSpec()
+	t.Cleanup(func() {
+		ts.stop()
+		st.Close()
+	})
+	return ts
+}
+
+// stop shuts the server down gracefully and checks that it said so.
+func (ts *testServer) stop() {
+	if ts.cancel == nil {
+		return
+	}
+	ts.cancel()
+	ts.cancel = nil
+	if err := <-ts.done; err != nil {
+		ts.t.Errorf("Run: %v", err)
+	}
+}
+
+func (ts *testServer) loadSpec() {
+	loader := openapi3.NewLoader()
+	doc, err := loader.LoadFromData(OpenAPI)
+	if err != nil {
+		ts.t.Fatal(err)
+	}
+	if err := doc.Validate(loader.Context); err != nil {
+		ts.t.Fatalf("openapi.json is not a valid OpenAPI document: %v", err)
+	}
+	doc.Servers = openapi3.Servers{{URL: ts.url}}
+	ts.doc = doc
+	if ts.router, err = gorillamux.NewRouter(doc); err != nil {
+		ts.t.Fatal(err)
+	}
+}
+
+// mint creates a key directly in the store, as `keyctl create` on the
+// server's database would.
+func (ts *testServer) mint(p store.CreateParams) (*store.Key, string) {
+	ts.t.Helper()
+	if p.Env == "" {
+		p.Env = store.Development
+	}
+	if p.Prefix == "" {
+		p.Prefix = "sk"
+	}
+	k, secret, err := ts.st.Create(context.Background(), p)
+	if err != nil {
+		ts.t.Fatal(err)
+	}
+	return k, secret
+}
+
+type response struct {
+	status int
+	header http.Header
+	body   []byte
+}
+
+func (r *response) decode(t *testing.T, v any) {
+	t.Helper()
+	if err := json.Unmarshal(r.body, v); err != nil {
+		t.Fatalf("decoding %s: %v", r.body, err)
+	}
+}
+
+// errCode is the code of an error response.
+func (r *response) errCode(t *testing.T) string {
+	t.Helper()
+	var e api.Error
+	r.decode(t, &e)
+	return e.Error.Code
+}
+
+// call sends a request with token as a bearer token ("" sends none) and a
+// JSON body (a string or []byte is sent as it is; nil sends none), and
+// validates the response against the OpenAPI document.
+func (ts *testServer) call(method, path, token string, body any) *response {
+	ts.t.Helper()
+	return ts.send(method, path, body, func(h http.Header) {
+		if token != "" {
+			h.Set("Authorization", "Bearer "+token)
+		}
+	})
+}
+
+func (ts *testServer) send(method, path string, body any, headers func(http.Header)) *response {
+	ts.t.Helper()
+	var raw []byte
+	switch b := body.(type) {
+	case nil:
+	case string:
+		raw = []byte(b)
+	case []byte:
+		raw = b
+	default:
+		var err error
+		if raw, err = json.Marshal(b); err != nil {
+			ts.t.Fatal(err)
+		}
+	}
+	req, err := http.NewRequest(method, ts.url+path, bytes.NewReader(raw))
+	if err != nil {
+		ts.t.Fatal(err)
+	}
+	if body != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	if headers != nil {
+		headers(req.Header)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		ts.t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	out := &response{status: resp.StatusCode, header: resp.Header}
+	if out.body, err = io.ReadAll(resp.Body); err != nil {
+		ts.t.Fatal(err)
+	}
+	ts.validate(req, raw, out)
+	return out
+}
+
+// validate checks a response against the operation the OpenAPI document
+// gives for the request; a request that matches no operation (404, 405) must
+// still answer with the Error schema.
+func (ts *testServer) validate(req *http.Request, reqBody []byte, r *response) {
+	ts.t.Helper()
+	if ct := r.header.Get("Content-Type"); r.status >= 400 && ct != "application/json" {
+		ts.t.Errorf("%s %s: %d with Content-Type %q, want application/json", req.Method, req.URL.Path, r.status, ct)
+	}
+	req.Body = io.NopCloser(bytes.NewReader(reqBody))
+	route, params, err := ts.router.FindRoute(req)
+	if err != nil {
+		if r.status != http.StatusNotFound && r.status != http.StatusMethodNotAllowed {
+			ts.t.Errorf("%s %s: no operation in openapi.json, yet %d", req.Method, req.URL.Path, r.status)
+		}
+		var v any
+		if err := json.Unmarshal(r.body, &v); err != nil {
+			ts.t.Fatalf("%s %s: %d body is not JSON: %s", req.Method, req.URL.Path, r.status, r.body)
+		}
+		if err := ts.doc.Components.Schemas["Error"].Value.VisitJSON(v, openapi3.EnableJSONSchema2020()); err != nil {
+			ts.t.Errorf("%s %s: %d body does not match Error: %v", req.Method, req.URL.Path, r.status, err)
+		}
+		return
+	}
+	in := &openapi3filter.ResponseValidationInput{
+		RequestValidationInput: &openapi3filter.RequestValidationInput{
+			Request: req, PathParams: params, Route: route,
+			Options: &openapi3filter.Options{AuthenticationFunc: openapi3filter.NoopAuthenticationFunc},
+		},
+		Status:  r.status,
+		Header:  r.header,
+		Body:    io.NopCloser(bytes.NewReader(r.body)),
+		Options: &openapi3filter.Options{IncludeResponseStatus: true, MultiError: true},
+	}
+	if err := openapi3filter.ValidateResponse(context.Background(), in); err != nil {
+		ts.t.Errorf("%s %s: %d response does not match openapi.json: %v\nbody: %s", req.Method, req.URL.Path, r.status, err, r.body)
+	}
+}
+
+// want checks a response's status and, for errors, its code.
+func want(t *testing.T, r *response, status int, code string) {
+	t.Helper()
+	if r.status != status {
+		t.Fatalf("status %d, want %d: %s", r.status, status, r.body)
+	}
+	if code != "" {
+		if got := r.errCode(t); got != code {
+			t.Fatalf("error code %q, want %q: %s", got, code, r.body)
+		}
+	}
+}
+
+func (ts *testServer) usageCount(ref string) int64 {
+	ts.t.Helper()
+	k, err := ts.st.Get(context.Background(), ref)
+	if err != nil {
+		ts.t.Fatal(err)
+	}
+	return k.UsageCount
+}
+
+func TestOpenAPIServedIsTheDocument(t *testing.T) {
+	ts := start(t)
+	r := ts.call("GET", "/v1/openapi.json", "", nil)
+	want(t, r, 200, "")
+	if !bytes.Equal(r.body, OpenAPI) {
+		t.Fatal("GET /v1/openapi.json is not server/openapi.json")
+	}
+	if !ts.doc.IsOpenAPI31OrLater() {
+		t.Fatalf("openapi.json is version %s, want 3.1", ts.doc.OpenAPI)
+	}
+}
+
+func TestHealthAndMetrics(t *testing.T) {
+	ts := start(t)
+	want(t, ts.call("GET", "/healthz", "", nil), 200, "")
+	want(t, ts.call("POST", "/v1/verify", ts.tok["verify"], api.VerifyRequest{Key: ts.tok["plain"]}), 200, "")
+	want(t, ts.call("GET", "/v1/nothing", "", nil), 404, api.CodeNotFound)
+	r := ts.call("GET", "/metrics", "", nil)
+	want(t, r, 200, "")
+	for _, line := range []string{
+		`keyctl_http_requests_total{method="GET",route="GET /healthz",status="200"} 1`,
+		`keyctl_http_requests_total{method="GET",route="unmatched",status="404"} 1`,
+		`keyctl_verifications_total{code="VALID"} 1`,
+		`keyctl_authentications_total{code="VALID"} 1`,
+		`keyctl_http_request_duration_seconds_count{route="POST /v1/verify"} 1`,
+		`keyctl_verify_batch_size_count`,
+	} {
+		if !strings.Contains(string(r.body), line) {
+			t.Errorf("metrics lack %s", line)
+		}
+	}
+}
+
+func TestAccessLogNamesKeyNeverToken(t *testing.T) {
+	ts := start(t)
+	created := ts.call("POST", "/v1/keys", ts.tok["admin"], api.CreateRequest{Name: "logged"})
+	want(t, created, 201, "")
+	var k api.IssuedKey
+	created.decode(t, &k)
+	want(t, ts.call("POST", "/v1/verify", ts.tok["verify"], api.VerifyRequest{Key: k.Secret}), 200, "")
+	want(t, ts.call("GET", "/v1/keys", "sk_test_notatoken", nil), 401, api.CodeUnauthorized)
+	ts.stop()
+	log := ts.log.String()
+	for _, line := range []string{
+		`method=POST route="POST /v1/keys" status=201 duration=`,
+		`key_id=` + ts.keys["admin"].ID,
+		`route="POST /v1/verify" status=200`,
+		`route="GET /v1/keys" status=401`,
+	} {
+		if !strings.Contains(log, line) {
+			t.Errorf("access log lacks %q:\n%s", line, log)
+		}
+	}
+	for _, secret := range []string{k.Secret, ts.tok["admin"], ts.tok["verify"], "sk_test_notatoken"} {
+		if strings.Contains(log, secret) {
+			t.Fatalf("access log holds a token:\n%s", log)
+		}
+	}
+}
+
+func TestGracefulShutdownFinishesRequestsInFlight(t *testing.T) {
+	ts := start(t)
+	gate := &gatedStore{SQLite: ts.st, entered: make(chan struct{}, 1), release: make(chan struct{})}
+	srv := New(gate, Options{})
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- srv.Run(ctx, ln, TLS{}) }()
+	url := "http://" + ln.Addr().String()
+
+	const n = 8
+	statuses := make(chan int, n)
+	for range n {
+		go func() {
+			body := strings.NewReader(`{"key": "` + ts.tok["plain"] + `"}`)
+			req, _ := http.NewRequest("POST", url+"/v1/verify", body)
+			req.Header.Set("X-API-Key", ts.tok["verify"])
+			resp, err := http.DefaultClient.Do(req)
+			if err != nil {
+				t.Error(err)
+				statuses <- 0
+				return
+			}
+			resp.Body.Close()
+			statuses <- resp.StatusCode
+		}()
+	}
+	// One batch is being verified and the other requests wait in the
+	// queue: all are in flight.
+	<-gate.entered
+	for len(srv.batch.queue) < n-1 {
+		time.Sleep(time.Millisecond)
+	}
+	cancel()
+	// Once the listener is closed, shutdown has begun; then let the
+	// verifications go on.
+	for {
+		c, err := net.Dial("tcp", ln.Addr().String())
+		if err != nil {
+			break
+		}
+		c.Close()
+		time.Sleep(time.Millisecond)
+	}
+	close(gate.release)
+	for range n {
+		if s := <-statuses; s != 200 {
+			t.Errorf("a request in flight got %d, want 200", s)
+		}
+	}
+	if err := <-done; err != nil {
+		t.Fatalf("Run: %v", err)
+	}
+	if got := ts.usageCount("plain"); got != n {
+		t.Fatalf("usage_count %d after shutdown, want %d", got, n)
+	}
+	if got := ts.usageCount("verify"); got != n {
+		t.Fatalf("the verify token's usage_count %d, want %d", got, n)
+	}
+}
+
+// gatedStore holds the first batch of verifications until released, so that
+// a test can shut down with requests in flight.
+type gatedStore struct {
+	*store.SQLite
+	entered chan struct{}
+	release chan struct{}
+}
+
+func (g *gatedStore) VerifyBatch(ctx context.Context, reqs []store.VerifyRequest) ([]*store.VerifyResult, error) {
+	select {
+	case g.entered <- struct{}{}:
+	default:
+	}
+	<-g.release
+	return g.SQLite.VerifyBatch(ctx, reqs)
+}
+
+func TestClosedServerAnswers503(t *testing.T) {
+	ts := start(t)
+	ts.srv.Close() // the batcher stops; the listener still accepts
+	want(t, ts.call("GET", "/v1/keys", ts.tok["read"], nil), 503, api.CodeUnavailable)
+}
+
+func TestStoreFailureIs500WithoutDetail(t *testing.T) {
+	ts := start(t)
+	ts.st.Close()
+	r := ts.call("GET", "/v1/keys", ts.tok["read"], nil)
+	want(t, r, 500, api.CodeInternal)
+	if strings.Contains(string(r.body), "sql") {
+		t.Fatalf("a 500 tells its cause: %s", r.body)
+	}
+	if !strings.Contains(ts.log.String(), "level=ERROR") {
+		t.Fatal("the cause of a 500 is not logged")
+	}
+}

@@ -1,0 +1,135 @@
+package server
+
+import (
+	"bytes"
+	"encoding/json"
+	"net/http"
+	"sync"
+	"testing"
+
+	"github.com/keyctl/keyctl/apikey"
+	"github.com/keyctl/keyctl/server/api"
+	"github.com/keyctl/keyctl/store"
+)
+
+// TestVerifyAlways200 checks that every result code comes back with 200 and
+// the result object, as keyctl verify -o json prints it.
+func TestVerifyAlways200(t *testing.T) {
+	ts := start(t)
+	tok := ts.tok["verify"]
+	mint := func(p store.CreateParams) string { _, s := ts.mint(p); return s }
+	revoked, disabled := mint(store.CreateParams{Name: "r"}), mint(store.CreateParams{Name: "d"})
+	ts.st.Revoke(t.Context(), "r", "leaked")
+	ts.st.SetDisabled(t.Context(), "d", true)
+	unknown, _ := apikey.New("sk", apikey.TagTest)
+	cases := []struct {
+		req  api.VerifyRequest
+		code store.Code
+	}{
+		{api.VerifyRequest{Key: mint(store.CreateParams{Scopes: []string{"a"}, Env: store.Staging}), Scopes: []string{"a"}, Env: "stage"}, store.Valid},
+		{api.VerifyRequest{Key: "nope"}, store.Malformed},
+		{api.VerifyRequest{Key: ""}, store.Malformed},
+		{api.VerifyRequest{Key: unknown.String()}, store.NotFound},
+		{api.VerifyRequest{Key: revoked}, store.CodeRevoked},
+		{api.VerifyRequest{Key: disabled}, store.CodeDisabled},
+		{api.VerifyRequest{Key: mint(store.CreateParams{}), Scopes: []string{"admin"}}, store.Forbidden},
+		{api.VerifyRequest{Key: mint(store.CreateParams{}), Env: "production"}, store.Forbidden},
+		{api.VerifyRequest{Key: mint(store.CreateParams{AllowedIPs: []string{"10.0.0.0/8"}}), IP: "192.0.2.1"}, store.Forbidden},
+		{api.VerifyRequest{Key: mint(store.CreateParams{AllowedIPs: []string{"10.0.0.0/8"}}), IP: "10.1.2.3"}, store.Valid},
+		{api.VerifyRequest{Key: mint(store.CreateParams{Quota: ptr(int64(0))})}, store.QuotaExceeded},
+		{api.VerifyRequest{Key: mint(store.CreateParams{Quota: ptr(int64(0))}), Cost: ptr(int64(0))}, store.Valid},
+	}
+	for _, c := range cases {
+		r := ts.call("POST", "/v1/verify", tok, c.req)
+		want(t, r, 200, "")
+		var res store.VerifyResult
+		r.decode(t, &res)
+		if res.Code != c.code || res.Valid != (c.code == store.Valid) || res.HTTPStatus != c.code.HTTPStatus() || res.Reason == "" {
+			t.Errorf("verify %+v: %+v, want %s", c.req, res, c.code)
+		}
+		if (res.Key == nil) != (c.code == store.Malformed || c.code == store.NotFound) {
+			t.Errorf("verify %+v: key %v", c.req, res.Key)
+		}
+	}
+	limited := mint(store.CreateParams{RateLimit: &store.RateLimit{Count: 1, Unit: "hour"}})
+	want(t, ts.call("POST", "/v1/verify", tok, api.VerifyRequest{Key: limited}), 200, "")
+	r := ts.call("POST", "/v1/verify", tok, api.VerifyRequest{Key: limited})
+	var res store.VerifyResult
+	r.decode(t, &res)
+	if res.Code != store.RateLimited || res.RetryAt == nil || res.HTTPStatus != 429 {
+		t.Fatalf("rate limited: %+v", res)
+	}
+
+	for _, body := range []string{`{"key": "x", "cost": -1}`, `{"key": "x", "env": "moon"}`, `{"key": "x", "ip": "300.1.1.1"}`,
+		`{"key": "x", "ip": "fe80::1%eth0"}`, `{"key": "x", "scopes": ["bad scope"]}`} {
+		want(t, ts.call("POST", "/v1/verify", tok, body), 400, api.CodeInvalidRequest)
+	}
+	for _, body := range []string{`{"key": "x", "extra": 1}`, `{"key": 1}`, `nope`} {
+		want(t, ts.call("POST", "/v1/verify", tok, body), 400, api.CodeInvalidJSON)
+	}
+	want(t, ts.call("POST", "/v1/verify", tok, `{"key": "`+string(make([]byte, api.MaxBodyBytes))+`"}`),
+		http.StatusRequestEntityTooLarge, api.CodeBodyTooLarge)
+}
+
+// TestQuotaUnderLoad: 16 clients verify a key with a quota of 500, 100
+// times each: exactly 500 are valid, and after a clean shutdown the key's
+// usage count is every verification served.
+func TestQuotaUnderLoad(t *testing.T) {
+	ts := start(t)
+	k, secret := ts.mint(store.CreateParams{Name: "metered", Quota: ptr(int64(500))})
+	const clients, each = 16, 100
+	var mu sync.Mutex
+	codes := map[store.Code]int{}
+	var wg sync.WaitGroup
+	for range clients {
+		wg.Go(func() {
+			c := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 1}}
+			defer c.CloseIdleConnections()
+			for range each {
+				r := postVerify(t, c, ts.url, ts.tok["verify"], secret)
+				mu.Lock()
+				codes[r]++
+				mu.Unlock()
+			}
+		})
+	}
+	wg.Wait()
+	if codes[store.Valid] != 500 || codes[store.QuotaExceeded] != clients*each-500 || len(codes) != 2 {
+		t.Fatalf("results %v, want 500 VALID and %d QUOTA_EXCEEDED", codes, clients*each-500)
+	}
+	ts.stop()
+	got, err := ts.st.Get(t.Context(), k.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.UsageCount != clients*each || *got.QuotaRemaining != 0 {
+		t.Fatalf("usage_count %d, quota_remaining %d; want %d and 0", got.UsageCount, *got.QuotaRemaining, clients*each)
+	}
+	if n := ts.usageCount("verify"); n != clients*each {
+		t.Fatalf("the verify token was used %d times, want %d", n, clients*each)
+	}
+}
+
+// postVerify verifies secret through POST /v1/verify and returns the code;
+// "" after reporting a failure (it may run on any goroutine).
+func postVerify(t testing.TB, c *http.Client, url, token, secret string) store.Code {
+	body, _ := json.Marshal(api.VerifyRequest{Key: secret})
+	req, err := http.NewRequest("POST", url+"/v1/verify", bytes.NewReader(body))
+	if err != nil {
+		t.Error(err)
+		return ""
+	}
+	req.Header.Set("Authorization", "Bearer "+token)
+	resp, err := c.Do(req)
+	if err != nil {
+		t.Error(err)
+		return ""
+	}
+	defer resp.Body.Close()
+	var res store.VerifyResult
+	if err := json.NewDecoder(resp.Body).Decode(&res); err != nil || resp.StatusCode != 200 {
+		t.Errorf("verify: %d %v", resp.StatusCode, err)
+		return ""
+	}
+	return res.Code
+}
