@@ -7,6 +7,7 @@ import (
 	"strings"
 
 	"github.com/keyctl/keyctl/store"
+	"github.com/keyctl/keyctl/store/remote"
 )
 
 // Exit statuses: a documented contract.
@@ -74,6 +75,10 @@ func exitCode(err error) int {
 		return exitNotFound
 	case errors.Is(err, store.ErrRevoked), errors.Is(err, store.ErrConflict):
 		return exitRefused
+	case errors.Is(err, remote.ErrUnauthorized):
+		// The request was not decided at all: a failure, like an
+		// unreadable database.
+		return exitFailure
 	}
 	return exitFailure
 }
@@ -97,6 +102,8 @@ func printError(w io.Writer, err error) {
 		fmt.Fprintln(w, "keyctl: hint: 'keyctl list --all' shows every key, revoked ones too")
 	case errors.Is(err, store.ErrRevoked):
 		fmt.Fprintln(w, "keyctl: hint: revocation is permanent; create a new key instead")
+	case errors.Is(err, remote.ErrUnauthorized):
+		fmt.Fprintln(w, "keyctl: hint: the token (KEYCTL_TOKEN or --token-file) must be a live key on the server's database with a keyctl:* scope that allows this")
 	}
 }
 

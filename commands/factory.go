@@ -24,29 +24,42 @@ type Factory struct {
 	Now    func() time.Time
 	// Store opens the configured store; commands close it when done.
 	Store func(ctx context.Context) (store.Store, error)
+
+	tokenFile string // --token-file, when given
+	dbFlag    bool   // --db was given (and --server was not): the local database it is
 }
 
 // newFactory returns the factory of a real process.
 func newFactory(io *output.IOStreams) *Factory {
 	f := &Factory{IO: io, Config: newConfig(), Now: time.Now}
 	f.Store = func(ctx context.Context) (store.Store, error) {
-		path := f.Config.GetString("db")
-		if path == "" {
-			return nil, fmt.Errorf("no database: set --db or KEYCTL_DB")
+		// --db on the command line beats KEYCTL_SERVER, as any flag beats
+		// a variable; --server beats KEYCTL_DB.
+		if server := f.Config.GetString("server"); server != "" && !f.dbFlag {
+			return f.openRemote(server)
 		}
-		var retention time.Duration
-		if r := f.Config.GetString("usage_retention"); r != "" {
-			d, err := parseDuration(r)
-			if err != nil || d <= 0 {
-				return nil, fmt.Errorf("usage_retention: %q is not a positive duration", r)
-			}
-			retention = d
-		}
-		return store.OpenSQLite(ctx, path, store.Options{
-			Pepper: []byte(f.Config.GetString("pepper")), Now: f.Now, UsageRetention: retention,
-		})
+		return f.openLocal(ctx)
 	}
 	return f
+}
+
+// openLocal opens the SQLite database the configuration names.
+func (f *Factory) openLocal(ctx context.Context) (*store.SQLite, error) {
+	path := f.Config.GetString("db")
+	if path == "" {
+		return nil, fmt.Errorf("no database: set --db or KEYCTL_DB")
+	}
+	var retention time.Duration
+	if r := f.Config.GetString("usage_retention"); r != "" {
+		d, err := parseDuration(r)
+		if err != nil || d <= 0 {
+			return nil, fmt.Errorf("usage_retention: %q is not a positive duration", r)
+		}
+		retention = d
+	}
+	return store.OpenSQLite(ctx, path, store.Options{
+		Pepper: []byte(f.Config.GetString("pepper")), Now: f.Now, UsageRetention: retention,
+	})
 }
 
 // newConfig returns keyctl's configuration: flags (bound when a command
@@ -65,11 +78,19 @@ func newConfig() *viper.Viper {
 // loadConfig binds the running command's global flags and reads the config
 // file. Flags are bound here, for the command that runs, and not at start-up.
 func (f *Factory) loadConfig(cmd *cobra.Command) error {
-	for _, name := range []string{"db", "config", "output"} {
+	for _, name := range []string{"db", "config", "output", "server"} {
 		if fl := cmd.Flags().Lookup(name); fl != nil {
 			if err := f.Config.BindPFlag(name, fl); err != nil {
 				return err
 			}
+		}
+	}
+	if fl := cmd.Flags().Lookup("token-file"); fl != nil && fl.Changed {
+		f.tokenFile = fl.Value.String()
+	}
+	if fl := cmd.Flags().Lookup("db"); fl != nil && fl.Changed {
+		if s := cmd.Flags().Lookup("server"); s == nil || !s.Changed {
+			f.dbFlag = true
 		}
 	}
 	return readConfigFile(f.Config)
@@ -96,7 +117,7 @@ func readConfigFile(v *viper.Viper) error {
 	}
 	if err != nil {
 		return withHint(fmt.Errorf("reading config file %s: %w", path, err),
-			"the config file is YAML with keys db, output, prefix, env and pepper")
+			"the config file is YAML with keys db, output, prefix, env, pepper, server and token_file")
 	}
 	return nil
 }

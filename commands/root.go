@@ -18,7 +18,7 @@ import (
 
 const exitStatusHelp = `EXIT STATUS
   0   success
-  1   failure (the database could not be read, an I/O error, ...)
+  1   failure (the database could not be read, the server refused the token, ...)
   2   usage error: an unknown flag, a missing argument or a bad value
   3   key not found
   4   refused in the key's state (a revoked key cannot be changed; a name is in use)`
@@ -54,7 +54,14 @@ key's secret once, stores only a digest of it, and manages the key's scopes,
 environment, expiry, allowed addresses, quota and rate limit.
 
 Keys live in a local SQLite database (--db, KEYCTL_DB; by default
-$XDG_DATA_HOME/keyctl/keyctl.db), created on first use.
+$XDG_DATA_HOME/keyctl/keyctl.db), created on first use. 'keyctl serve' puts
+one behind an HTTP API.
+
+Remote mode: with --server URL (KEYCTL_SERVER) every command talks to a
+keyctl server instead, with the same output and exit statuses. The token is
+a key made on the server's database, with a keyctl:* scope: in KEYCTL_TOKEN,
+or in the file --token-file (KEYCTL_TOKEN_FILE) names, never on the command
+line. --db on the command line still means that local database.
 
 ` + exitStatusHelp,
 		SilenceUsage:  true,
@@ -74,6 +81,8 @@ $XDG_DATA_HOME/keyctl/keyctl.db), created on first use.
 	pf.String("db", "", "path of the SQLite database (env KEYCTL_DB)")
 	pf.String("config", "", "path of the config file (env KEYCTL_CONFIG; default $XDG_CONFIG_HOME/keyctl/config.yaml)")
 	pf.StringP("output", "o", "", "output format: table, json or yaml (env KEYCTL_OUTPUT)")
+	pf.String("server", "", "URL of a keyctl server to use instead of a local database (env KEYCTL_SERVER)")
+	pf.String("token-file", "", "file holding the token for --server (else env KEYCTL_TOKEN)")
 
 	root.AddCommand(
 		newCreateCmd(f, nil),
@@ -88,6 +97,7 @@ $XDG_DATA_HOME/keyctl/keyctl.db), created on first use.
 		newUsageCmd(f),
 		newScanCmd(f),
 		newAuditCmd(f),
+		newServeCmd(f),
 		newVersionCmd(f),
 	)
 	root.CompletionOptions.HiddenDefaultCmd = true

@@ -1,0 +1,90 @@
+package commands
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"net/netip"
+
+	"github.com/spf13/cobra"
+
+	"github.com/keyctl/keyctl/server"
+)
+
+// ServeOptions are the parsed flags of keyctl serve.
+type ServeOptions struct {
+	Addr    string
+	TLSCert string
+	TLSKey  string
+}
+
+func newServeCmd(f *Factory) *cobra.Command {
+	opts := &ServeOptions{}
+	cmd := &cobra.Command{
+		Use:   "serve",
+		Short: "Serve the local database over an HTTP API",
+		Long: `Serve the local database (--db, KEYCTL_DB) over a JSON HTTP API under /v1:
+applications verify keys with POST /v1/verify, and operators run every keyctl
+command against it with --server (KEYCTL_SERVER). The API is described at
+/v1/openapi.json; /healthz and /metrics (Prometheus) need no token.
+
+Callers authenticate with a key made here, on the server's database, that
+holds a keyctl:* scope:
+
+  keyctl:owner    everything, including keys with keyctl:* scopes
+  keyctl:admin    create, update, rotate, disable, enable, revoke, list, show
+                  (not keys with keyctl:* scopes)
+  keyctl:read     list, show, usage
+  keyctl:verify   POST /v1/verify only
+
+  keyctl create --name ops --scope keyctl:admin --secret-file ops.key
+
+One line per request goes to stderr (method, route, status, duration, the
+caller's key id; never a token or a secret). SIGINT or SIGTERM stops the
+server gracefully: requests in flight finish, every verification is
+recorded, and keyctl exits 0.`,
+		Example: `  keyctl serve
+  keyctl serve --addr 0.0.0.0:8443 --tls-cert server.crt --tls-key server.key`,
+		Args: noArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if (opts.TLSCert == "") != (opts.TLSKey == "") {
+				return usagef("--tls-cert and --tls-key go together")
+			}
+			if _, _, err := net.SplitHostPort(opts.Addr); err != nil {
+				return flagErr("addr", fmt.Errorf("%q is not host:port", opts.Addr))
+			}
+			return runServe(cmd.Context(), f, opts)
+		},
+	}
+	fl := cmd.Flags()
+	fl.StringVar(&opts.Addr, "addr", "127.0.0.1:8420", "address to listen on (host:port; port 0 picks a free one)")
+	fl.StringVar(&opts.TLSCert, "tls-cert", "", "TLS certificate file (PEM); serves HTTPS with --tls-key")
+	fl.StringVar(&opts.TLSKey, "tls-key", "", "TLS private key file (PEM)")
+	return cmd
+}
+
+func runServe(ctx context.Context, f *Factory, opts *ServeOptions) error {
+	st, err := f.openLocal(ctx)
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+	ln, err := net.Listen("tcp", opts.Addr)
+	if err != nil {
+		return err
+	}
+	scheme := "http"
+	if opts.TLSCert != "" {
+		scheme = "https"
+	}
+	if ap, err := netip.ParseAddrPort(ln.Addr().String()); err == nil && !ap.Addr().IsLoopback() && scheme == "http" {
+		f.IO.Notef("keyctl: warning: plain HTTP on %s: tokens cross the network in clear text; use --tls-cert and --tls-key", ln.Addr())
+	}
+	f.IO.Notef("keyctl: serving %s on %s://%s", f.Config.GetString("db"), scheme, ln.Addr())
+	srv := server.New(st, server.Options{AccessLog: f.IO.ErrOut, Now: f.Now})
+	if err := srv.Run(ctx, ln, server.TLS{CertFile: opts.TLSCert, KeyFile: opts.TLSKey}); err != nil {
+		return err
+	}
+	f.IO.Notef("keyctl: stopped; every request in flight was answered and recorded")
+	return nil
+}

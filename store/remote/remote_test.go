@@ -1,0 +1,231 @@
+package remote
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"net/netip"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/keyctl/keyctl/server"
+	"github.com/keyctl/keyctl/server/api"
+	"github.com/keyctl/keyctl/store"
+)
+
+// serve runs a real server over SQLite on a loopback port and returns the
+// local store and a client with a token of the given scope.
+func serve(t *testing.T, scope string) (*store.SQLite, *Client, string) {
+	t.Helper()
+	ctx := context.Background()
+	st, err := store.OpenSQLite(ctx, filepath.Join(t.TempDir(), "k.db"), store.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, tok, err := st.Create(ctx, store.CreateParams{Name: "ops", Scopes: []string{scope}, Env: store.Development, Prefix: "sk"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	runCtx, cancel := context.WithCancel(ctx)
+	done := make(chan error, 1)
+	go func() { done <- server.New(st, server.Options{}).Run(runCtx, ln, server.TLS{}) }()
+	url := "http://" + ln.Addr().String()
+	c, err := New(url, tok, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		c.Close()
+		cancel()
+		if err := <-done; err != nil {
+			t.Error(err)
+		}
+		st.Close()
+	})
+	return st, c, url
+}
+
+func TestLifecycleAgainstServer(t *testing.T) {
+	st, c, _ := serve(t, api.ScopeOwner)
+	ctx := context.Background()
+	exp := time.Now().Add(time.Hour).UTC().Truncate(time.Second)
+	k, secret, err := c.Create(ctx, store.CreateParams{Name: "billing", Scopes: []string{"sdk"}, Env: store.Production,
+		Prefix: "sk", ExpiresAt: &exp, Quota: ptr(int64(2)), Metadata: map[string]string{"a": "b"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.HasPrefix(secret, "sk_live_") || k.CreatedBy != "ops" || !k.ExpiresAt.Equal(exp) {
+		t.Fatalf("created %+v", k)
+	}
+	local, err := st.Get(ctx, "billing")
+	if err != nil || local.ID != k.ID {
+		t.Fatalf("the server's store has %v, %v", local, err)
+	}
+	if got, err := c.Get(ctx, k.ID); err != nil || got.Name != "billing" {
+		t.Fatalf("Get: %v %v", got, err)
+	}
+	if got, err := c.Find(ctx, secret); err != nil || got.ID != k.ID {
+		t.Fatalf("Find: %v %v", got, err)
+	}
+	up, err := c.Update(ctx, "billing", store.UpdateParams{Description: ptr("d"), AddScopes: []string{"x"}, ClearExpiry: true})
+	if err != nil || up.Description != "d" || !slices.Equal(up.Scopes, []string{"sdk", "x"}) || up.ExpiresAt != nil {
+		t.Fatalf("Update: %+v %v", up, err)
+	}
+	res, err := c.Verify(ctx, store.VerifyRequest{Token: secret, Scopes: []string{"sdk"}, Env: store.Production,
+		IP: netip.MustParseAddr("192.0.2.1"), Cost: 1})
+	if err != nil || res.Code != store.Valid || *res.Key.QuotaRemaining != 1 {
+		t.Fatalf("Verify: %+v %v", res, err)
+	}
+	res, err = c.Verify(ctx, store.VerifyRequest{Token: secret, Cost: 0})
+	if err != nil || res.Code != store.Valid || *res.Key.QuotaRemaining != 1 {
+		t.Fatalf("Verify at cost 0: %+v %v", res, err)
+	}
+	rep, err := c.Usage(ctx, "billing", store.UsageQuery{Since: time.Now().Add(-time.Hour), Limit: 1})
+	if err != nil || rep.Key.UsageCount != 2 || len(rep.Events) != 1 || rep.Events[0].IP != "" && rep.Events[0].IP != "192.0.2.1" {
+		t.Fatalf("Usage: %+v %v", rep, err)
+	}
+	rot, newSecret, err := c.Rotate(ctx, "billing", time.Hour)
+	if err != nil || newSecret == secret || rot.RotatedAt == nil {
+		t.Fatalf("Rotate: %v %v", rot, err)
+	}
+	if k, err := c.SetDisabled(ctx, "billing", true); err != nil || k.Status != store.Disabled {
+		t.Fatalf("disable: %v %v", k, err)
+	}
+	if k, err := c.SetDisabled(ctx, "billing", false); err != nil || k.Status != store.Active {
+		t.Fatalf("enable: %v %v", k, err)
+	}
+	if k, err := c.Revoke(ctx, "billing", "done"); err != nil || k.Status != store.Revoked || k.RevokeReason != "done" {
+		t.Fatalf("Revoke: %v %v", k, err)
+	}
+}
+
+// TestErrorsAreTheStoresErrors: the commands see the same errors, with the
+// same messages, as from the local store.
+func TestErrorsAreTheStoresErrors(t *testing.T) {
+	st, c, url := serve(t, api.ScopeAdmin)
+	ctx := context.Background()
+	if _, _, err := c.Create(ctx, store.CreateParams{Name: "a", Env: store.Development, Prefix: "sk"}); err != nil {
+		t.Fatal(err)
+	}
+	_, localErr := st.Get(ctx, "nobody")
+	_, err := c.Get(ctx, "nobody")
+	if !errors.Is(err, store.ErrNotFound) || err.Error() != localErr.Error() {
+		t.Fatalf("Get nobody: %v, want %v", err, localErr)
+	}
+	for _, ref := range []string{"..", "a/b", "", "?x"} {
+		if _, err := c.Get(ctx, ref); !errors.Is(err, store.ErrNotFound) {
+			t.Errorf("Get %q: %v", ref, err)
+		}
+	}
+	_, _, err = c.Create(ctx, store.CreateParams{Name: "a", Env: store.Development, Prefix: "sk"})
+	if !errors.Is(err, store.ErrConflict) || err.Error() != `name "a" is already in use by another key: conflict` {
+		t.Fatalf("Create a twice: %v", err)
+	}
+	if _, err := c.Revoke(ctx, "a", ""); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := c.Rotate(ctx, "a", 0); !errors.Is(err, store.ErrRevoked) || !strings.HasSuffix(err.Error(), "key is revoked") {
+		t.Fatalf("Rotate a revoked key: %v", err)
+	}
+	if _, err := c.Update(ctx, "a", store.UpdateParams{Quota: ptr(int64(-1))}); !errors.Is(err, store.ErrInvalid) {
+		t.Fatalf("Update with a negative quota: %v", err)
+	}
+	_, _, err = c.Create(ctx, store.CreateParams{Scopes: []string{api.ScopeOwner}, Env: store.Development, Prefix: "sk"})
+	if !errors.Is(err, ErrUnauthorized) || !strings.Contains(err.Error(), "keyctl:owner") {
+		t.Fatalf("an admin creating an owner key: %v", err)
+	}
+	bad, err := New(url, "sk_test_nope", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := bad.List(ctx, store.ListFilter{}); !errors.Is(err, ErrUnauthorized) || strings.Contains(err.Error(), "\n") {
+		t.Fatalf("a bad token: %v", err)
+	}
+	down, _ := New("http://127.0.0.1:1", "sk_test_x", nil)
+	if _, err := down.Get(ctx, "a"); err == nil || !strings.HasPrefix(err.Error(), "server http://127.0.0.1:1: ") {
+		t.Fatalf("no server: %v", err)
+	}
+	for _, u := range []string{"ftp://x", "127.0.0.1:8420", "http://"} {
+		if _, err := New(u, "t", nil); !errors.Is(err, store.ErrInvalid) {
+			t.Errorf("New(%q): %v", u, err)
+		}
+	}
+}
+
+// TestListFetchesEveryPage: List returns what the local store's List
+// returns, however many pages it takes.
+func TestListFetchesEveryPage(t *testing.T) {
+	st, c, _ := serve(t, api.ScopeRead)
+	c.pageSize = 3
+	ctx := context.Background()
+	for i := range 10 {
+		env := store.Development
+		if i%2 == 0 {
+			env = store.Production
+		}
+		k, _, err := st.Create(ctx, store.CreateParams{Name: fmt.Sprintf("k%d", i), Env: env, Prefix: "sk", Scopes: []string{"s"}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if i == 3 {
+			st.Revoke(ctx, k.ID, "")
+		}
+	}
+	for _, f := range []store.ListFilter{{}, {All: true}, {Env: store.Production}, {Status: store.Revoked}, {Scope: "s", All: true}, {Unused: time.Hour}} {
+		want, err := st.List(ctx, f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, err := c.List(ctx, f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !slices.EqualFunc(got, want, func(a, b *store.Key) bool { return a.ID == b.ID }) {
+			t.Errorf("List(%+v): %d keys, want %d", f, len(got), len(want))
+		}
+	}
+}
+
+func TestTokenNeverInURL(t *testing.T) {
+	var mu sync.Mutex
+	var seen []string
+	h := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		seen = append(seen, r.URL.String())
+		mu.Unlock()
+		w.WriteHeader(http.StatusNotFound)
+		w.Write([]byte(`{"error": {"code": "not_found", "message": "key not found"}}`))
+	})
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	hs := &http.Server{Handler: h}
+	go hs.Serve(ln)
+	defer hs.Close()
+	c, _ := New("http://"+ln.Addr().String(), "sk_test_admintoken", nil)
+	c.Find(context.Background(), "sk_test_secretsecret")
+	c.Verify(context.Background(), store.VerifyRequest{Token: "sk_test_secretsecret"})
+	mu.Lock()
+	defer mu.Unlock()
+	for _, u := range seen {
+		if strings.Contains(u, "secret") || strings.Contains(u, "admintoken") {
+			t.Fatalf("a token in a URL: %s", u)
+		}
+	}
+	if len(seen) != 2 {
+		t.Fatalf("requests %v", seen)
+	}
+}
+
+func ptr[T any](v T) *T { return &v }
