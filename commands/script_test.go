@@ -2,6 +2,7 @@ package commands
 
 import (
 	"errors"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -21,11 +22,19 @@ func TestMain(m *testing.M) {
 // TestScripts runs the end-to-end scripts in testdata/script against the
 // keyctl binary, each with its own database in a temp dir.
 func TestScripts(t *testing.T) {
-	testscript.Run(t, scriptParams(t))
+	testscript.Run(t, scriptParams(t, false))
 }
 
-func scriptParams(t *testing.T) testscript.Params {
+// scriptParams are the scripts' parameters; remote is the [remote]
+// condition, true when the commands talk to a keyctl server.
+func scriptParams(t *testing.T, remote bool) testscript.Params {
 	return testscript.Params{
+		Condition: func(cond string) (bool, error) {
+			if cond == "remote" {
+				return remote, nil
+			}
+			return false, fmt.Errorf("unknown condition %q", cond)
+		},
 		Dir:                 filepath.Join("..", "testdata", "script"),
 		RequireExplicitExec: true,
 		Setup: func(env *testscript.Env) error {
