@@ -58,14 +58,9 @@ func (s *Server) authed(scope string, h authedFunc) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		c, err := s.authenticate(r)
 		if err == nil && !c.has(scope) {
-			err = errorf(http.StatusForbidden, api.CodeForbidden,
-				"key %q does not hold scope %s (or one that includes it)", c.key.Name, scope)
+			err = lacks(c, scope)
 		}
-		if c != nil {
-			if rec, ok := w.(*recorder); ok {
-				rec.keyID = c.key.ID
-			}
-		}
+		logKey(w, c)
 		if err != nil {
 			s.fail(w, r, err)
 			return
@@ -82,20 +77,31 @@ func addrString(a netip.Addr) string {
 	return a.String()
 }
 
-// authenticate verifies the token the request carries. A key that is not
-// valid is 401, except that one over its rate limit is 429 and one used from
-// an address it does not allow is 403. A caller is returned whenever the
-// token names a key, for the access log.
+// authenticate verifies the token the request carries.
 func (s *Server) authenticate(r *http.Request) (*caller, error) {
 	tok, err := bearer(r)
 	if err != nil {
 		return nil, err
 	}
 	ip := clientIP(r)
-	res, err := s.batch.do(r.Context(), store.VerifyRequest{Token: tok, IP: ip, Cost: 1})
+	res, err := s.batch.do(r.Context(), authRequest(tok, ip))
 	if err != nil {
 		return nil, err
 	}
+	return s.callerOf(res, ip)
+}
+
+// authRequest verifies a token as any key's use: it spends one unit of
+// quota and counts against the rate limit and the address allowlist.
+func authRequest(tok string, ip netip.Addr) store.VerifyRequest {
+	return store.VerifyRequest{Token: tok, IP: ip, Cost: 1}
+}
+
+// callerOf judges a token's verification. A key that is not valid is 401,
+// except that one over its rate limit is 429 and one used from an address it
+// does not allow is 403. A caller is returned whenever the token names a key,
+// for the access log.
+func (s *Server) callerOf(res *store.VerifyResult, ip netip.Addr) (*caller, error) {
 	s.metrics.authentications.WithLabelValues(string(res.Code)).Inc()
 	var c *caller
 	if res.Key != nil {
@@ -114,6 +120,19 @@ func (s *Server) authenticate(r *http.Request) (*caller, error) {
 		return c, errorf(http.StatusForbidden, api.CodeForbidden, "the token may not be used: %s", res.Reason)
 	}
 	return c, unauthorized("the token was refused (%s): %s", strings.ToLower(string(res.Code)), res.Reason)
+}
+
+// lacks is the error for a caller without scope.
+func lacks(c *caller, scope string) error {
+	return errorf(http.StatusForbidden, api.CodeForbidden,
+		"key %q does not hold scope %s (or one that includes it)", c.key.Name, scope)
+}
+
+// logKey names the caller in the access log.
+func logKey(w http.ResponseWriter, c *caller) {
+	if rec, ok := w.(*recorder); ok && c != nil {
+		rec.keyID = c.key.ID
+	}
 }
 
 func unauthorized(format string, a ...any) *apiError {

@@ -41,6 +41,11 @@ func batchVerifier(st store.Store) verifyBatchFunc {
 // batcher verifies concurrent requests in batches: one goroutine takes
 // whatever is queued, verifies it in one call, and hands each result back.
 // Under load the commit is shared; alone, a request waits for no one.
+//
+// A job may have a second step: POST /v1/verify first verifies the caller's
+// token and then, only if that allows it, the key asked about. The batcher
+// runs the first steps of a batch together, then the second steps that their
+// results allow together: two transactions for the lot, not two per request.
 type batcher struct {
 	verify  verifyBatchFunc
 	metrics *metrics
@@ -52,8 +57,12 @@ type batcher struct {
 }
 
 type pending struct {
-	req  store.VerifyRequest
+	req store.VerifyRequest
+	// then, when set, returns the second step given the first's result,
+	// or nil for none.
+	then func(*store.VerifyResult) *store.VerifyRequest
 	res  *store.VerifyResult
+	res2 *store.VerifyResult // the second step's result, if it ran
 	err  error
 	done chan struct{}
 }
@@ -64,10 +73,19 @@ func newBatcher(verify verifyBatchFunc, m *metrics) *batcher {
 	return b
 }
 
-// do verifies req in the next batch. Once the request is queued it is
-// verified and recorded even if ctx ends: the caller only stops waiting.
+// do verifies req in the next batch.
 func (b *batcher) do(ctx context.Context, req store.VerifyRequest) (*store.VerifyResult, error) {
-	p := &pending{req: req, done: make(chan struct{})}
+	p, err := b.submit(ctx, &pending{req: req})
+	if err != nil {
+		return nil, err
+	}
+	return p.res, nil
+}
+
+// submit queues p and waits for it. Once queued a job is verified and
+// recorded even if ctx ends: the caller only stops waiting.
+func (b *batcher) submit(ctx context.Context, p *pending) (*pending, error) {
+	p.done = make(chan struct{})
 	b.mu.RLock()
 	if b.closed {
 		b.mu.RUnlock()
@@ -77,7 +95,7 @@ func (b *batcher) do(ctx context.Context, req store.VerifyRequest) (*store.Verif
 	b.mu.RUnlock()
 	select {
 	case <-p.done:
-		return p.res, p.err
+		return p, p.err
 	case <-ctx.Done():
 		return nil, ctx.Err()
 	}
@@ -86,7 +104,6 @@ func (b *batcher) do(ctx context.Context, req store.VerifyRequest) (*store.Verif
 func (b *batcher) run() {
 	defer close(b.done)
 	batch := make([]*pending, 0, maxBatch)
-	reqs := make([]store.VerifyRequest, 0, maxBatch)
 	for p := range b.queue {
 		batch = append(batch[:0], p)
 	fill:
@@ -101,40 +118,54 @@ func (b *batcher) run() {
 				break fill
 			}
 		}
-		reqs = reqs[:0]
-		for _, q := range batch {
-			reqs = append(reqs, q.req)
-		}
-		b.metrics.batchSize.Observe(float64(len(batch)))
-		// Not a request's context: one client going away must not undo
-		// the others' verifications.
-		res, err := b.verify(context.Background(), reqs)
-		if err != nil && len(batch) > 1 {
-			// The batch was rolled back whole; verify each alone so that
-			// one request's failure is only its own.
-			for _, q := range batch {
-				b.one(q)
+		b.step(batch, func(p *pending, r *store.VerifyResult) { p.res = r })
+		var second []*pending
+		for _, p := range batch {
+			if p.err == nil && p.then != nil {
+				if next := p.then(p.res); next != nil {
+					p.req = *next
+					second = append(second, p)
+				}
 			}
-			continue
 		}
-		for i, q := range batch {
-			if err != nil {
-				q.err = err
-			} else {
-				q.res = res[i]
-			}
-			close(q.done)
+		b.step(second, func(p *pending, r *store.VerifyResult) { p.res2 = r })
+		for _, p := range batch {
+			close(p.done)
 		}
 	}
 }
 
-func (b *batcher) one(q *pending) {
-	res, err := b.verify(context.Background(), []store.VerifyRequest{q.req})
-	if err == nil {
-		q.res = res[0]
+// step verifies one request of each job in one call. If that call fails it
+// was rolled back whole, so each is verified alone: one request's failure is
+// only its own.
+func (b *batcher) step(jobs []*pending, set func(*pending, *store.VerifyResult)) {
+	if len(jobs) == 0 {
+		return
 	}
-	q.err = err
-	close(q.done)
+	reqs := make([]store.VerifyRequest, len(jobs))
+	for i, p := range jobs {
+		reqs[i] = p.req
+	}
+	b.metrics.batchSize.Observe(float64(len(reqs)))
+	// Not a request's context: one client going away must not undo the
+	// others' verifications.
+	res, err := b.verify(context.Background(), reqs)
+	if err == nil {
+		for i, p := range jobs {
+			set(p, res[i])
+		}
+		return
+	}
+	for i, p := range jobs {
+		if len(jobs) > 1 {
+			var one []*store.VerifyResult
+			if one, err = b.verify(context.Background(), reqs[i:i+1]); err == nil {
+				set(p, one[0])
+				continue
+			}
+		}
+		p.err = err
+	}
 }
 
 // close stops taking requests and returns when every queued one is done.

@@ -1,6 +1,7 @@
 package server
 
 import (
+	"cmp"
 	"net/http"
 	"net/netip"
 
@@ -11,24 +12,57 @@ import (
 // verify answers whether a key may be used, always with 200 and the same
 // result object as keyctl verify -o json: the calling application decides
 // what to tell its own client (the result's http_status is a suggestion).
-func (s *Server) verify(w http.ResponseWriter, r *http.Request, _ *caller) {
+//
+// The caller's token and the key asked about are verified as one job of the
+// batcher: the key only if the token is valid and holds the scope.
+func (s *Server) verify(w http.ResponseWriter, r *http.Request) {
 	var req api.VerifyRequest
-	if err := decode(w, r, &req, false); err != nil {
-		s.fail(w, r, err)
-		return
+	bodyErr := decode(w, r, &req, false)
+	var vr store.VerifyRequest
+	if bodyErr == nil {
+		vr, bodyErr = verifyRequest(req)
 	}
-	vr, err := verifyRequest(req)
+	tok, err := bearer(r)
 	if err != nil {
 		s.fail(w, r, err)
 		return
 	}
-	res, err := s.batch.do(r.Context(), vr)
-	if err != nil {
-		s.fail(w, r, err)
+	if bodyErr != nil {
+		// Authentication comes first, as on every route; then the body.
+		c, err := s.authenticate(r)
+		if err == nil && !c.has(api.ScopeVerify) {
+			err = lacks(c, api.ScopeVerify)
+		}
+		logKey(w, c)
+		s.fail(w, r, cmp.Or(err, bodyErr))
 		return
 	}
-	s.metrics.verifications.WithLabelValues(string(res.Code)).Inc()
-	writeJSON(w, http.StatusOK, res)
+	ip := clientIP(r)
+	var c *caller
+	var authErr error
+	job, err := s.batch.submit(r.Context(), &pending{req: authRequest(tok, ip),
+		then: func(res *store.VerifyResult) *store.VerifyRequest {
+			c, authErr = s.callerOf(res, ip)
+			if authErr == nil && !c.has(api.ScopeVerify) {
+				authErr = lacks(c, api.ScopeVerify)
+			}
+			if authErr != nil {
+				return nil
+			}
+			return &vr
+		}})
+	if err != nil {
+		s.fail(w, r, err) // c and authErr may not be set yet
+		return
+	}
+	logKey(w, c)
+	switch {
+	case authErr != nil:
+		s.fail(w, r, authErr)
+	default:
+		s.metrics.verifications.WithLabelValues(string(job.res2.Code)).Inc()
+		writeJSON(w, http.StatusOK, job.res2)
+	}
 }
 
 func verifyRequest(req api.VerifyRequest) (store.VerifyRequest, error) {

@@ -67,6 +67,10 @@ func TestVerifyAlways200(t *testing.T) {
 	for _, body := range []string{`{"key": "x", "extra": 1}`, `{"key": 1}`, `nope`} {
 		want(t, ts.call("POST", "/v1/verify", tok, body), 400, api.CodeInvalidJSON)
 	}
+	// Authentication comes before the body, as on every route.
+	want(t, ts.call("POST", "/v1/verify", "", `nope`), 401, api.CodeUnauthorized)
+	want(t, ts.call("POST", "/v1/verify", "sk_test_nope", `nope`), 401, api.CodeUnauthorized)
+	want(t, ts.call("POST", "/v1/verify", ts.tok["read"], `nope`), 403, api.CodeForbidden)
 	want(t, ts.call("POST", "/v1/verify", tok, `{"key": "`+string(make([]byte, api.MaxBodyBytes))+`"}`),
 		http.StatusRequestEntityTooLarge, api.CodeBodyTooLarge)
 }
