@@ -65,6 +65,12 @@ func (s *Server) authed(scope string, h authedFunc) http.Handler {
 			s.fail(w, r, err)
 			return
 		}
+		// Admin calls read what verifications wrote: usage recorded in the
+		// background is written first.
+		if err := s.Flush(r.Context()); err != nil {
+			s.fail(w, r, err)
+			return
+		}
 		ctx := store.WithActor(r.Context(), store.Actor{Kind: "key", ID: c.key.ID, Name: c.key.Name, Address: addrString(c.ip)})
 		h(w, r.WithContext(ctx), c)
 	})
@@ -84,7 +90,7 @@ func (s *Server) authenticate(r *http.Request) (*caller, error) {
 		return nil, err
 	}
 	ip := clientIP(r)
-	res, err := s.batch.do(r.Context(), authRequest(tok, ip))
+	res, err := s.check(r.Context(), authRequest(tok, ip), true)
 	if err != nil {
 		return nil, err
 	}

@@ -51,6 +51,7 @@ type Options struct {
 // shut down, so that every verification queued is recorded.
 type Server struct {
 	store   store.Store
+	fast    store.Checker // nil when the store has none
 	batch   *batcher
 	metrics *metrics
 	log     *slog.Logger // access log; nil when off
@@ -84,6 +85,16 @@ func New(st store.Store, opts Options) *Server {
 	}
 	s.metrics = newMetrics(reg)
 	s.batch = newBatcher(batchVerifier(st), s.metrics)
+	if c, ok := st.(interface {
+		NewChecker(readers int) (store.Checker, error)
+	}); ok {
+		fast, err := c.NewChecker(readConns)
+		if err != nil {
+			s.errLog.Error("verifications will all take the write path", "err", err)
+		} else {
+			s.fast = fast
+		}
+	}
 	s.routes(reg)
 	s.handler = s.observe(s.mux)
 	return s
@@ -92,9 +103,50 @@ func New(st store.Store, opts Options) *Server {
 // Handler is the API's HTTP handler.
 func (s *Server) Handler() http.Handler { return s.handler }
 
-// Close drains the verification queue: every verification accepted is
-// recorded before it returns. It does not close the store.
-func (s *Server) Close() { s.batch.close() }
+// readConns is how many connections read keys beside the one writer.
+const readConns = 4
+
+// Close drains the verification queue and records every use: every
+// verification accepted is recorded before it returns. It does not close
+// the store.
+func (s *Server) Close() {
+	s.batch.close()
+	if s.fast != nil {
+		if err := s.fast.Close(); err != nil {
+			s.errLog.Error("recording usage", "err", err)
+		}
+	}
+}
+
+// Flush returns once the use of every key verified so far is recorded, so
+// that what is read next sees it.
+func (s *Server) Flush(ctx context.Context) error {
+	if s.fast == nil {
+		return nil
+	}
+	return s.fast.Flush(ctx)
+}
+
+// check verifies req: on a reader, beside other requests, when that decides
+// it (the use is recorded in the background); else in the next write batch.
+// A caller's token may reuse its last verification while nothing it depends
+// on has changed (store.Checker.CheckToken).
+func (s *Server) check(ctx context.Context, req store.VerifyRequest, token bool) (*store.VerifyResult, error) {
+	if s.fast != nil {
+		checkFn := s.fast.Check
+		if token {
+			checkFn = s.fast.CheckToken
+		}
+		res, exact, err := checkFn(ctx, req)
+		if errors.Is(err, store.ErrClosed) {
+			return nil, errClosed
+		}
+		if err != nil || !exact {
+			return res, err
+		}
+	}
+	return s.batch.do(ctx, req)
+}
 
 func (s *Server) routes(reg *prometheus.Registry) {
 	v := api.Version

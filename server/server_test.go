@@ -275,6 +275,9 @@ func want(t *testing.T, r *response, status int, code string) {
 
 func (ts *testServer) usageCount(ref string) int64 {
 	ts.t.Helper()
+	if err := ts.srv.Flush(context.Background()); err != nil {
+		ts.t.Fatal(err)
+	}
 	k, err := ts.st.Get(context.Background(), ref)
 	if err != nil {
 		ts.t.Fatal(err)
@@ -344,7 +347,7 @@ func TestAccessLogNamesKeyNeverToken(t *testing.T) {
 
 func TestGracefulShutdownFinishesRequestsInFlight(t *testing.T) {
 	ts := start(t)
-	gate := &gatedStore{SQLite: ts.st, entered: make(chan struct{}, 1), release: make(chan struct{})}
+	gate := &gatedStore{SQLite: ts.st, entered: make(chan struct{}, 8), release: make(chan struct{})}
 	srv := New(gate, Options{})
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -372,11 +375,9 @@ func TestGracefulShutdownFinishesRequestsInFlight(t *testing.T) {
 			statuses <- resp.StatusCode
 		}()
 	}
-	// One batch is being verified and the other requests wait in the
-	// queue: all are in flight.
-	<-gate.entered
-	for len(srv.batch.queue) < n-1 {
-		time.Sleep(time.Millisecond)
+	// Every request is being verified: all are in flight.
+	for range n {
+		<-gate.entered
 	}
 	cancel()
 	// Once the listener is closed, shutdown has begun; then let the
@@ -406,21 +407,45 @@ func TestGracefulShutdownFinishesRequestsInFlight(t *testing.T) {
 	}
 }
 
-// gatedStore holds the first batch of verifications until released, so that
-// a test can shut down with requests in flight.
+// gatedStore holds verifications until released, so that a test can shut
+// down with requests in flight: each says so on entered.
 type gatedStore struct {
 	*store.SQLite
 	entered chan struct{}
 	release chan struct{}
 }
 
-func (g *gatedStore) VerifyBatch(ctx context.Context, reqs []store.VerifyRequest) ([]*store.VerifyResult, error) {
+func (g *gatedStore) wait() {
 	select {
 	case g.entered <- struct{}{}:
 	default:
 	}
 	<-g.release
+}
+
+func (g *gatedStore) VerifyBatch(ctx context.Context, reqs []store.VerifyRequest) ([]*store.VerifyResult, error) {
+	g.wait()
 	return g.SQLite.VerifyBatch(ctx, reqs)
+}
+
+func (g *gatedStore) NewChecker(readers int) (store.Checker, error) {
+	c, err := g.SQLite.NewChecker(readers)
+	return gatedChecker{c, g}, err
+}
+
+type gatedChecker struct {
+	store.Checker
+	g *gatedStore
+}
+
+func (c gatedChecker) Check(ctx context.Context, req store.VerifyRequest) (*store.VerifyResult, bool, error) {
+	c.g.wait()
+	return c.Checker.Check(ctx, req)
+}
+
+func (c gatedChecker) CheckToken(ctx context.Context, req store.VerifyRequest) (*store.VerifyResult, bool, error) {
+	c.g.wait()
+	return c.Checker.CheckToken(ctx, req)
 }
 
 func TestClosedServerAnswers503(t *testing.T) {

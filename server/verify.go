@@ -13,8 +13,8 @@ import (
 // result object as keyctl verify -o json: the calling application decides
 // what to tell its own client (the result's http_status is a suggestion).
 //
-// The caller's token and the key asked about are verified as one job of the
-// batcher: the key only if the token is valid and holds the scope.
+// The caller's token is verified first, then the key asked about, each on a
+// reader when that decides it (see Server.check).
 func (s *Server) verify(w http.ResponseWriter, r *http.Request) {
 	var req api.VerifyRequest
 	bodyErr := decode(w, r, &req, false)
@@ -38,31 +38,26 @@ func (s *Server) verify(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	ip := clientIP(r)
-	var c *caller
-	var authErr error
-	job, err := s.batch.submit(r.Context(), &pending{req: authRequest(tok, ip),
-		then: func(res *store.VerifyResult) *store.VerifyRequest {
-			c, authErr = s.callerOf(res, ip)
-			if authErr == nil && !c.has(api.ScopeVerify) {
-				authErr = lacks(c, api.ScopeVerify)
-			}
-			if authErr != nil {
-				return nil
-			}
-			return &vr
-		}})
+	res, err := s.check(r.Context(), authRequest(tok, ip), true)
 	if err != nil {
-		s.fail(w, r, err) // c and authErr may not be set yet
+		s.fail(w, r, err)
 		return
 	}
+	c, err := s.callerOf(res, ip)
 	logKey(w, c)
-	switch {
-	case authErr != nil:
-		s.fail(w, r, authErr)
-	default:
-		s.metrics.verifications.WithLabelValues(string(job.res2.Code)).Inc()
-		writeJSON(w, http.StatusOK, job.res2)
+	if err == nil && !c.has(api.ScopeVerify) {
+		err = lacks(c, api.ScopeVerify)
 	}
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	if res, err = s.check(r.Context(), vr, false); err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	s.metrics.verifications.WithLabelValues(string(res.Code)).Inc()
+	writeJSON(w, http.StatusOK, res)
 }
 
 func verifyRequest(req api.VerifyRequest) (store.VerifyRequest, error) {

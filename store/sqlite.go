@@ -35,6 +35,7 @@ type SQLite struct {
 	now       func() time.Time
 	retention time.Duration
 	stmts     stmtCache
+	dsn       string
 }
 
 var _ Store = (*SQLite)(nil)
@@ -67,7 +68,7 @@ func OpenSQLite(ctx context.Context, path string, opts Options) (*SQLite, error)
 		return nil, fmt.Errorf("opening database: %w", err)
 	}
 	db.SetMaxOpenConns(1)
-	s := &SQLite{db: db, pepper: opts.Pepper, now: opts.Now, retention: opts.UsageRetention}
+	s := &SQLite{db: db, pepper: opts.Pepper, now: opts.Now, retention: opts.UsageRetention, dsn: dsn}
 	if s.now == nil {
 		s.now = time.Now
 	}
@@ -160,6 +161,26 @@ var migrations = []string{
 		seq  INTEGER NOT NULL,
 		hash TEXT NOT NULL
 	);`,
+
+	// A version of everything a verification depends on, raised by triggers
+	// whenever it changes, however it changes (the sqlite3 shell included):
+	// a server may reuse a token's verification while the version holds.
+	`CREATE TABLE state (
+		id      INTEGER PRIMARY KEY CHECK (id = 1),
+		version INTEGER NOT NULL
+	);
+	INSERT INTO state (id, version) VALUES (1, 0);
+	CREATE TRIGGER keys_state AFTER UPDATE OF name, status, expires_at, scopes, allowed_ips, env, quota,
+		rate_count, rate_unit, revoked_at ON keys
+		BEGIN UPDATE state SET version = version + 1; END;
+	CREATE TRIGGER keys_state_delete AFTER DELETE ON keys
+		BEGIN UPDATE state SET version = version + 1; END;
+	CREATE TRIGGER secrets_state_insert AFTER INSERT ON secrets
+		BEGIN UPDATE state SET version = version + 1; END;
+	CREATE TRIGGER secrets_state_update AFTER UPDATE ON secrets
+		BEGIN UPDATE state SET version = version + 1; END;
+	CREATE TRIGGER secrets_state_delete AFTER DELETE ON secrets
+		BEGIN UPDATE state SET version = version + 1; END;`,
 }
 
 // SchemaVersion is the schema version this build writes.

@@ -16,22 +16,31 @@ type stmtCache struct {
 }
 
 // prepare prepares queries not yet in the cache. It must run outside a
-// transaction: the store has one connection, which a transaction holds.
+// transaction: the store has one connection, which a transaction holds. The
+// cache is not locked while preparing, since preparing waits for that
+// connection and a transaction may need the cache to finish.
 func (s *SQLite) prepare(ctx context.Context, queries ...string) error {
-	s.stmts.mu.Lock()
-	defer s.stmts.mu.Unlock()
-	if s.stmts.stmts == nil {
-		s.stmts.stmts = map[string]*sql.Stmt{}
-	}
 	for _, q := range queries {
-		if _, ok := s.stmts.stmts[q]; ok {
+		s.stmts.mu.Lock()
+		_, ok := s.stmts.stmts[q]
+		s.stmts.mu.Unlock()
+		if ok {
 			continue
 		}
 		st, err := s.db.PrepareContext(ctx, q)
 		if err != nil {
 			return err
 		}
-		s.stmts.stmts[q] = st
+		s.stmts.mu.Lock()
+		if s.stmts.stmts == nil {
+			s.stmts.stmts = map[string]*sql.Stmt{}
+		}
+		if _, ok := s.stmts.stmts[q]; ok {
+			st.Close() // prepared meanwhile by another goroutine
+		} else {
+			s.stmts.stmts[q] = st
+		}
+		s.stmts.mu.Unlock()
 	}
 	return nil
 }

@@ -107,7 +107,10 @@ func (f scanFunc) Scan(dest ...any) error { return f(dest...) }
 func decide(k *Key, secretEnds *time.Time, req VerifyRequest, now time.Time, tat *int64) *VerifyResult {
 	switch {
 	case k.Status == Revoked:
-		reason := "the key was revoked at " + k.RevokedAt.Format(time.RFC3339)
+		reason := "the key was revoked"
+		if k.RevokedAt != nil {
+			reason += " at " + k.RevokedAt.Format(time.RFC3339)
+		}
 		if k.RevokeReason != "" {
 			reason += ": " + k.RevokeReason
 		}
@@ -215,18 +218,29 @@ func (s *SQLite) recordUse(ctx context.Context, tx *sql.Tx, k *Key, req VerifyRe
 	if _, err := s.execStmt(ctx, tx, logUseQuery, k.ID, k.UsageCount, now.UnixMilli(), res.Code, ip); err != nil {
 		return err
 	}
-	// Prune to the retention now and then rather than on every call: this
-	// key's history every 256 uses (a range of the primary key), everyone's
-	// every 8192 uses of any key.
-	cutoff := now.Add(-s.retention).UnixMilli()
-	var err error
-	switch {
-	case k.UsageCount%8192 == 0:
-		_, err = tx.ExecContext(ctx, `DELETE FROM usage_events WHERE at < ?`, cutoff)
-	case k.UsageCount%256 == 0:
-		_, err = tx.ExecContext(ctx, `DELETE FROM usage_events WHERE key_id = ? AND at < ?`, k.ID, cutoff)
+	return s.pruneUsage(ctx, tx, k.ID, k.UsageCount, k.UsageCount)
+}
+
+// pruneUsage trims a key's usage log to the retention each time its count
+// passes a multiple of 256, rather than on every use. The log is in use
+// order (n), and so in time order: the cost is that of the entries removed.
+func (s *SQLite) pruneUsage(ctx context.Context, tx *sql.Tx, keyID string, from, to int64) error {
+	if (from-1)/256 == to/256 {
+		return nil
 	}
+	_, err := tx.ExecContext(ctx, `DELETE FROM usage_events WHERE key_id = ?1 AND n < coalesce(
+		(SELECT n FROM usage_events WHERE key_id = ?1 AND at >= ?2 ORDER BY n LIMIT 1), ?3)`,
+		keyID, s.now().Add(-s.retention).UnixMilli(), to+1)
 	return err
+}
+
+// PruneUsage trims every key's usage log to the retention: the log of a key
+// that is no longer used is trimmed only here. A server runs it now and then.
+func (s *SQLite) PruneUsage(ctx context.Context) error {
+	return s.tx(ctx, func(tx *sql.Tx) error {
+		_, err := tx.ExecContext(ctx, `DELETE FROM usage_events WHERE at < ?`, s.now().Add(-s.retention).UnixMilli())
+		return err
+	})
 }
 
 const (

@@ -1,0 +1,354 @@
+package store
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/keyctl/keyctl/apikey"
+)
+
+// Checker verifies keys for a long-running server. Most verifications change
+// nothing but a key's usage: Check decides those with a read on a pool of
+// reader connections, beside other requests and beside the one writer, and
+// records their use in the background, many uses to a transaction. A
+// verification that would spend quota or rate limit is not decided there:
+// Check reports it as exact, and the caller verifies it with VerifyBatch, in
+// a write transaction, so that quotas stay exact across processes.
+type Checker interface {
+	Check(ctx context.Context, req VerifyRequest) (res *VerifyResult, exact bool, err error)
+	// CheckToken is Check for a caller's own token, which comes again and
+	// again: a valid verification is reused for as long as nothing it
+	// depends on has changed in the database (its use is still recorded,
+	// and expiry, address and grace are judged anew each time).
+	CheckToken(ctx context.Context, req VerifyRequest) (res *VerifyResult, exact bool, err error)
+	// Flush returns once every use checked so far is written, so that what
+	// is read next sees them.
+	Flush(ctx context.Context) error
+	// Close records every use checked so far and stops.
+	Close() error
+}
+
+// ErrClosed: the checker was closed and checks no more keys.
+var ErrClosed = errors.New("closed")
+
+const (
+	flushEvery = 20 * time.Millisecond // how long a use waits, at most, to be written
+	flushBatch = 1024                  // uses written by one transaction, at most
+	pruneEvery = time.Hour             // how often the whole usage log is trimmed
+)
+
+type sqliteChecker struct {
+	s       *SQLite
+	read    *sql.DB
+	stmt    *sql.Stmt
+	version *sql.Stmt
+
+	cacheMu sync.Mutex
+	cache   map[string]tokenCheck // by digest
+	uses    chan use
+	done    chan error
+
+	mu     sync.RWMutex // held for reading while sending on uses
+	closed bool
+
+	closeOnce sync.Once
+	closeErr  error
+}
+
+// use is one verification to record: the key, when, the result, the
+// address; or, with flushed set, a request to write what came before it now
+// and then close flushed.
+type use struct {
+	keyID   string
+	at      time.Time
+	code    Code
+	ip      string
+	flushed chan struct{}
+}
+
+// NewChecker opens a pool of readers beside the store's writer and starts
+// the goroutine that records uses.
+func (s *SQLite) NewChecker(readers int) (Checker, error) {
+	read, err := sql.Open("sqlite", s.dsn)
+	if err != nil {
+		return nil, err
+	}
+	read.SetMaxOpenConns(readers)
+	read.SetMaxIdleConns(readers)
+	stmt, err := read.Prepare(verifyKeyQuery)
+	if err != nil {
+		read.Close()
+		return nil, fmt.Errorf("preparing the reader: %w", err)
+	}
+	version, err := read.Prepare(`SELECT version FROM state WHERE id = 1`)
+	if err != nil {
+		read.Close()
+		return nil, fmt.Errorf("preparing the reader: %w", err)
+	}
+	c := &sqliteChecker{s: s, read: read, stmt: stmt, version: version, cache: map[string]tokenCheck{},
+		uses: make(chan use, 4*flushBatch), done: make(chan error, 1)}
+	go c.record()
+	return c, nil
+}
+
+// tokenCheck is a key as a valid verification of a token found it, at a
+// version of the database.
+type tokenCheck struct {
+	version    int64
+	key        Key
+	secretEnds *time.Time
+}
+
+func (c *sqliteChecker) Check(ctx context.Context, req VerifyRequest) (*VerifyResult, bool, error) {
+	return c.check(ctx, req, false)
+}
+
+func (c *sqliteChecker) CheckToken(ctx context.Context, req VerifyRequest) (*VerifyResult, bool, error) {
+	return c.check(ctx, req, true)
+}
+
+func (c *sqliteChecker) check(ctx context.Context, req VerifyRequest, reuse bool) (*VerifyResult, bool, error) {
+	if _, err := apikey.Parse(req.Token); err != nil {
+		return NewResult(Malformed, "not a keyctl key, or its checksum does not hold", nil), false, nil
+	}
+	if req.Cost < 0 {
+		return nil, false, fmt.Errorf("%w: cost %d is negative", ErrInvalid, req.Cost)
+	}
+	// Held until the use is queued: Close waits for checks in flight.
+	c.mu.RLock()
+	defer c.mu.RUnlock()
+	if c.closed {
+		return nil, false, ErrClosed
+	}
+	digest := apikey.Digest(req.Token, c.s.pepper)
+	var version int64
+	if reuse {
+		if err := c.version.QueryRowContext(ctx).Scan(&version); err != nil {
+			return nil, false, err
+		}
+		c.cacheMu.Lock()
+		tc, ok := c.cache[string(digest)]
+		c.cacheMu.Unlock()
+		if ok && tc.version == version {
+			k := tc.key
+			k.Scopes, k.AllowedIPs = slices.Clone(k.Scopes), slices.Clone(k.AllowedIPs)
+			return c.decide(&k, tc.secretEnds, req, 0, false)
+		}
+	}
+	var (
+		stored []byte
+		endsAt sql.NullInt64
+		tat    int64
+	)
+	row := c.stmt.QueryRowContext(ctx, digest)
+	k, err := c.s.scanKey(scanFunc(func(dest ...any) error {
+		return row.Scan(append([]any{&stored, &endsAt, &tat}, dest...)...)
+	}))
+	if errors.Is(err, sql.ErrNoRows) || err == nil && !apikey.Equal(stored, digest) {
+		return NewResult(NotFound, "no key has this secret", nil), false, nil
+	}
+	if err != nil {
+		return nil, false, err
+	}
+	if reuse {
+		snapshot := tokenCheck{version: version, key: *k, secretEnds: fromUnix(endsAt)}
+		defer func() {
+			c.cacheMu.Lock()
+			if len(c.cache) > 10000 {
+				clear(c.cache)
+			}
+			c.cache[string(digest)] = snapshot
+			c.cacheMu.Unlock()
+		}()
+	}
+	return c.decide(k, fromUnix(endsAt), req, tat, true)
+}
+
+// decide judges a key read from the database (or reused) and queues its
+// use, or reports that the verification must be exact.
+func (c *sqliteChecker) decide(k *Key, secretEnds *time.Time, req VerifyRequest, tat int64, fresh bool) (*VerifyResult, bool, error) {
+	now := c.s.now()
+	k.Status = StatusAt(k.stored, k.ExpiresAt, now)
+	spends := req.Cost > 0 && (k.RateLimit != nil || k.QuotaRemaining != nil)
+	if spends && !fresh {
+		return nil, true, nil
+	}
+	res := decide(k, secretEnds, req, now, &tat)
+	if spends && (res.Code == Valid || res.Code == RateLimited || res.Code == QuotaExceeded) {
+		return nil, true, nil // decided in a write transaction, with the current counters
+	}
+	u := use{keyID: k.ID, at: now, code: res.Code}
+	if req.IP.IsValid() {
+		u.ip = req.IP.Unmap().String()
+		k.LastUsedIP = u.ip
+	}
+	k.UsageCount++
+	at := now.UTC().Truncate(time.Second)
+	k.LastUsedAt = &at
+	c.uses <- u
+	return res, false, nil
+}
+
+// record writes queued uses, as soon as one is waiting and no more often
+// than the writer can take them: whatever queues meanwhile (up to flushEvery
+// later) goes into the same transaction. A flush request writes at once.
+func (c *sqliteChecker) record() {
+	var (
+		batch   []use
+		flushes []chan struct{}
+		err     error
+	)
+	add := func(u use) {
+		if u.flushed != nil {
+			flushes = append(flushes, u.flushed)
+		} else {
+			batch = append(batch, u)
+		}
+	}
+	lastPrune := time.Now()
+	for u := range c.uses {
+		if time.Since(lastPrune) > pruneEvery {
+			if perr := c.s.PruneUsage(context.Background()); perr != nil {
+				err = errors.Join(err, perr)
+			}
+			lastPrune = time.Now()
+		}
+		batch, flushes = batch[:0], flushes[:0]
+		add(u)
+		deadline := time.NewTimer(flushEvery)
+	fill:
+		for len(batch) < flushBatch && len(flushes) == 0 {
+			select {
+			case u, ok := <-c.uses:
+				if !ok {
+					break fill
+				}
+				add(u)
+			case <-deadline.C:
+				break fill
+			}
+		}
+		deadline.Stop()
+		if len(batch) > 0 {
+			if ferr := c.s.recordUses(context.Background(), batch); ferr != nil {
+				err = errors.Join(err, ferr)
+			}
+		}
+		for _, f := range flushes {
+			close(f)
+		}
+	}
+	c.done <- err
+}
+
+func (c *sqliteChecker) Flush(ctx context.Context) error {
+	f := make(chan struct{})
+	c.mu.RLock()
+	if c.closed {
+		c.mu.RUnlock()
+		return nil // Close wrote everything
+	}
+	c.uses <- use{flushed: f}
+	c.mu.RUnlock()
+	select {
+	case <-f:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+func (c *sqliteChecker) Close() error {
+	c.closeOnce.Do(func() {
+		c.mu.Lock()
+		c.closed = true
+		close(c.uses)
+		c.mu.Unlock()
+		err := <-c.done
+		c.stmt.Close()
+		c.version.Close()
+		c.closeErr = errors.Join(err, c.read.Close())
+	})
+	return c.closeErr
+}
+
+// recordUses adds uses to their keys' counts, last use and usage log, in one
+// transaction.
+func (s *SQLite) recordUses(ctx context.Context, uses []use) error {
+	if err := s.prepare(ctx, addUsesQuery, logUseQuery, logChunkQuery); err != nil {
+		return err
+	}
+	byKey := map[string][]use{}
+	var order []string
+	for _, u := range uses {
+		if _, ok := byKey[u.keyID]; !ok {
+			order = append(order, u.keyID)
+		}
+		byKey[u.keyID] = append(byKey[u.keyID], u)
+	}
+	return s.tx(ctx, func(tx *sql.Tx) error {
+		add, err := s.stmt(ctx, tx, addUsesQuery)
+		if err != nil {
+			return err
+		}
+		for _, id := range order {
+			us := byKey[id]
+			last := us[len(us)-1]
+			ip := ""
+			for _, u := range us {
+				if u.ip != "" {
+					ip = u.ip
+				}
+			}
+			var count int64
+			if err := add.QueryRowContext(ctx, len(us), last.at.Unix(), ip, ip, id).Scan(&count); err != nil {
+				return fmt.Errorf("recording the use of %s: %w", id, err)
+			}
+			first := count - int64(len(us)) + 1
+			if err := s.logUses(ctx, tx, id, first, us); err != nil {
+				return err
+			}
+			if err := s.pruneUsage(ctx, tx, id, first, count); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+}
+
+// logChunk is how many uses one INSERT statement logs.
+const logChunk = 64
+
+var logChunkQuery = "INSERT INTO usage_events (key_id, n, at, code, ip) VALUES (?, ?, ?, ?, ?)" +
+	strings.Repeat(", (?, ?, ?, ?, ?)", logChunk-1)
+
+// logUses adds a key's uses, numbered from first, to the usage log: a chunk
+// of them a statement, the rest one by one.
+func (s *SQLite) logUses(ctx context.Context, tx *sql.Tx, keyID string, first int64, us []use) error {
+	args := make([]any, 0, 5*logChunk)
+	for len(us) >= logChunk {
+		args = args[:0]
+		for i, u := range us[:logChunk] {
+			args = append(args, keyID, first+int64(i), u.at.UnixMilli(), u.code, u.ip)
+		}
+		if _, err := s.execStmt(ctx, tx, logChunkQuery, args...); err != nil {
+			return err
+		}
+		us, first = us[logChunk:], first+logChunk
+	}
+	for i, u := range us {
+		if _, err := s.execStmt(ctx, tx, logUseQuery, keyID, first+int64(i), u.at.UnixMilli(), u.code, u.ip); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+const addUsesQuery = `UPDATE keys SET usage_count = usage_count + ?, last_used_at = max(coalesce(last_used_at, 0), ?),
+	last_used_ip = CASE WHEN ? = '' THEN last_used_ip ELSE ? END WHERE id = ? RETURNING usage_count`
