@@ -1,7 +1,6 @@
 package commands
 
 import (
-	"context"
 	"encoding/json"
 	"fmt"
 	"slices"
@@ -14,22 +13,6 @@ import (
 	"github.com/keyctl/keyctl/output"
 	"github.com/keyctl/keyctl/store"
 )
-
-// auditor is the part of a store that keeps the audit trail.
-type auditor interface {
-	Audit(ctx context.Context, f store.AuditFilter) ([]*store.AuditEntry, error)
-	VerifyAudit(ctx context.Context) (*store.AuditCheck, error)
-}
-
-func withAuditor(ctx context.Context, f *Factory, fn func(auditor) error) error {
-	return f.withStore(ctx, func(s store.Store) error {
-		a, ok := s.(auditor)
-		if !ok {
-			return fmt.Errorf("this store keeps no audit trail")
-		}
-		return fn(a)
-	})
-}
 
 func newAuditCmd(f *Factory) *cobra.Command {
 	var key, action, since, actor, limit string
@@ -74,7 +57,7 @@ content; 'keyctl audit verify' walks that chain.`,
 			if err != nil {
 				return err
 			}
-			return withAuditor(cmd.Context(), f, func(a auditor) error {
+			return f.withStore(cmd.Context(), func(a store.Store) error {
 				entries, err := a.Audit(cmd.Context(), flt)
 				if err != nil {
 					return err
@@ -106,7 +89,7 @@ behind keyctl's back (with the sqlite3 shell, say).`,
 			if err != nil {
 				return err
 			}
-			return withAuditor(cmd.Context(), f, func(a auditor) error {
+			return f.withStore(cmd.Context(), func(a store.Store) error {
 				check, err := a.VerifyAudit(cmd.Context())
 				if err != nil {
 					return err

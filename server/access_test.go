@@ -38,6 +38,8 @@ func TestAccessTable(t *testing.T) {
 			{"POST", "/v1/keys/" + target() + "/enable", nil, 200, api.ScopeAdmin},
 			{"GET", "/v1/keys/" + target() + "/usage", nil, 200, api.ScopeRead},
 			{"POST", "/v1/verify", api.VerifyRequest{Key: ts.tok["plain"]}, 200, api.ScopeVerify},
+			{"GET", "/v1/audit", nil, 200, api.ScopeRead},
+			{"GET", "/v1/audit/verify", nil, 200, api.ScopeRead},
 		}
 	}
 	allowed := map[string]map[string]bool{

@@ -59,6 +59,7 @@ func (s *Server) authed(scope string, h authedFunc) http.Handler {
 		c, err := s.authenticate(r)
 		if err == nil && !c.has(scope) {
 			err = lacks(c, scope)
+			s.recordDenied(r, c, scope)
 		}
 		logKey(w, c)
 		if err != nil {
@@ -71,9 +72,17 @@ func (s *Server) authed(scope string, h authedFunc) http.Handler {
 			s.fail(w, r, err)
 			return
 		}
-		ctx := store.WithActor(r.Context(), store.Actor{Kind: "key", ID: c.key.ID, Name: c.key.Name, Address: addrString(c.ip)})
+		ctx := store.WithActor(r.Context(), actorOf(c))
+		if note := r.Header.Get(api.NoteHeader); note != "" {
+			ctx = store.WithNote(ctx, note)
+		}
 		h(w, r.WithContext(ctx), c)
 	})
+}
+
+// actorOf is who acts, for the audit trail: the caller's key and address.
+func actorOf(c *caller) store.Actor {
+	return store.Actor{Kind: "key", ID: c.key.ID, Name: c.key.Name, Address: addrString(c.ip)}
 }
 
 func addrString(a netip.Addr) string {

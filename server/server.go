@@ -165,6 +165,8 @@ func (s *Server) routes(reg *prometheus.Registry) {
 	s.mux.Handle("POST "+v+"/keys/{id}/disable", s.authed(api.ScopeAdmin, s.disableKey))
 	s.mux.Handle("POST "+v+"/keys/{id}/enable", s.authed(api.ScopeAdmin, s.enableKey))
 	s.mux.Handle("GET "+v+"/keys/{id}/usage", s.authed(api.ScopeRead, s.keyUsage))
+	s.mux.Handle("GET "+v+"/audit", s.authed(api.ScopeRead, s.audit))
+	s.mux.Handle("GET "+v+"/audit/verify", s.authed(api.ScopeRead, s.verifyAudit))
 }
 
 func (s *Server) health(w http.ResponseWriter, _ *http.Request) {

@@ -79,7 +79,8 @@ func WithNote(ctx context.Context, note string) context.Context {
 	return context.WithValue(ctx, noteKey{}, note)
 }
 
-func noteFrom(ctx context.Context) string {
+// NoteFrom returns the note ctx carries for the audit trail, if any.
+func NoteFrom(ctx context.Context) string {
 	n, _ := ctx.Value(noteKey{}).(string)
 	return n
 }

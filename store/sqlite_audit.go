@@ -85,7 +85,7 @@ func (s *SQLite) appendAudit(ctx context.Context, tx *sql.Tx, action string, k *
 	}
 	c := auditContent{
 		Seq: seq + 1, At: s.now().UTC().Format(time.RFC3339Nano), Actor: ActorFrom(ctx), Action: action,
-		Changes: changes, Note: noteFrom(ctx),
+		Changes: changes, Note: NoteFrom(ctx),
 	}
 	if k != nil {
 		c.KeyID, c.KeyName = k.ID, k.Name

@@ -50,5 +50,9 @@ type Store interface {
 	Find(ctx context.Context, token string) (*Key, error)
 	// Usage reports a key's recent verifications and counts per day.
 	Usage(ctx context.Context, ref string, q UsageQuery) (*UsageReport, error)
+	// Audit returns the audit entries that match f, oldest first.
+	Audit(ctx context.Context, f AuditFilter) ([]*AuditEntry, error)
+	// VerifyAudit walks the audit chain and reports the first bad entry.
+	VerifyAudit(ctx context.Context) (*AuditCheck, error)
 	Close() error
 }

@@ -43,6 +43,10 @@ const (
 	CodeUnavailable      = "unavailable"        // 503: the server is shutting down
 )
 
+// NoteHeader carries a note for the audit trail of an admin call, such as
+// "leak response: found in app.env:3". It holds no secret.
+const NoteHeader = "X-Keyctl-Note"
+
 // MaxBodyBytes bounds every request body.
 const MaxBodyBytes = 64 << 10
 

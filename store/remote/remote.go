@@ -115,6 +115,9 @@ func (c *Client) do(ctx context.Context, method, path string, query url.Values, 
 	}
 	req.Header.Set("Authorization", "Bearer "+c.token)
 	req.Header.Set("Accept", "application/json")
+	if note := store.NoteFrom(ctx); note != "" {
+		req.Header.Set(api.NoteHeader, strings.Map(printable, note))
+	}
 	if in != nil {
 		req.Header.Set("Content-Type", "application/json")
 	}
@@ -294,4 +297,42 @@ func (c *Client) Usage(ctx context.Context, ref string, uq store.UsageQuery) (*s
 		return nil, err
 	}
 	return &rep, nil
+}
+
+// printable keeps a header value to printable ASCII.
+func printable(r rune) rune {
+	if r < ' ' || r > '~' {
+		return '?'
+	}
+	return r
+}
+
+// Audit returns the server's audit entries that match f, oldest first.
+func (c *Client) Audit(ctx context.Context, f store.AuditFilter) ([]*store.AuditEntry, error) {
+	q := url.Values{}
+	for k, v := range map[string]string{"key": f.Key, "action": f.Action, "actor": f.Actor} {
+		if v != "" {
+			q.Set(k, v)
+		}
+	}
+	if !f.Since.IsZero() {
+		q.Set("since", f.Since.UTC().Format(time.RFC3339Nano))
+	}
+	if f.Limit > 0 {
+		q.Set("limit", strconv.Itoa(f.Limit))
+	}
+	var out []*store.AuditEntry
+	if err := c.do(ctx, http.MethodGet, api.Version+"/audit", q, nil, &out); err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+// VerifyAudit has the server walk its audit chain.
+func (c *Client) VerifyAudit(ctx context.Context) (*store.AuditCheck, error) {
+	var check store.AuditCheck
+	if err := c.do(ctx, http.MethodGet, api.Version+"/audit/verify", nil, nil, &check); err != nil {
+		return nil, err
+	}
+	return &check, nil
 }
