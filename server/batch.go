@@ -40,12 +40,9 @@ func batchVerifier(st store.Store) verifyBatchFunc {
 
 // batcher verifies concurrent requests in batches: one goroutine takes
 // whatever is queued, verifies it in one call, and hands each result back.
-// Under load the commit is shared; alone, a request waits for no one.
-//
-// A job may have a second step: POST /v1/verify first verifies the caller's
-// token and then, only if that allows it, the key asked about. The batcher
-// runs the first steps of a batch together, then the second steps that their
-// results allow together: two transactions for the lot, not two per request.
+// Under load the commit is shared; alone, a request waits for no one. It
+// takes the verifications that must be exact (those that spend quota or
+// rate limit), and all of them when the store has no Checker.
 type batcher struct {
 	verify  verifyBatchFunc
 	metrics *metrics
@@ -57,12 +54,8 @@ type batcher struct {
 }
 
 type pending struct {
-	req store.VerifyRequest
-	// then, when set, returns the second step given the first's result,
-	// or nil for none.
-	then func(*store.VerifyResult) *store.VerifyRequest
+	req  store.VerifyRequest
 	res  *store.VerifyResult
-	res2 *store.VerifyResult // the second step's result, if it ran
 	err  error
 	done chan struct{}
 }
@@ -118,27 +111,17 @@ func (b *batcher) run() {
 				break fill
 			}
 		}
-		b.step(batch, func(p *pending, r *store.VerifyResult) { p.res = r })
-		var second []*pending
-		for _, p := range batch {
-			if p.err == nil && p.then != nil {
-				if next := p.then(p.res); next != nil {
-					p.req = *next
-					second = append(second, p)
-				}
-			}
-		}
-		b.step(second, func(p *pending, r *store.VerifyResult) { p.res2 = r })
+		b.step(batch)
 		for _, p := range batch {
 			close(p.done)
 		}
 	}
 }
 
-// step verifies one request of each job in one call. If that call fails it
-// was rolled back whole, so each is verified alone: one request's failure is
+// step verifies the jobs' requests in one call. If that call fails it was
+// rolled back whole, so each is verified alone: one request's failure is
 // only its own.
-func (b *batcher) step(jobs []*pending, set func(*pending, *store.VerifyResult)) {
+func (b *batcher) step(jobs []*pending) {
 	if len(jobs) == 0 {
 		return
 	}
@@ -152,7 +135,7 @@ func (b *batcher) step(jobs []*pending, set func(*pending, *store.VerifyResult))
 	res, err := b.verify(context.Background(), reqs)
 	if err == nil {
 		for i, p := range jobs {
-			set(p, res[i])
+			p.res = res[i]
 		}
 		return
 	}
@@ -160,7 +143,7 @@ func (b *batcher) step(jobs []*pending, set func(*pending, *store.VerifyResult))
 		if len(jobs) > 1 {
 			var one []*store.VerifyResult
 			if one, err = b.verify(context.Background(), reqs[i:i+1]); err == nil {
-				set(p, one[0])
+				p.res = one[0]
 				continue
 			}
 		}
