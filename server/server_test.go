@@ -443,6 +443,11 @@ func (c gatedChecker) Check(ctx context.Context, req store.VerifyRequest) (*stor
 	return c.Checker.Check(ctx, req)
 }
 
+func (c gatedChecker) CheckCall(ctx context.Context, token store.VerifyRequest, allow func(*store.VerifyResult) bool, req store.VerifyRequest) (*store.VerifyResult, *store.VerifyResult, bool, error) {
+	c.g.wait()
+	return c.Checker.CheckCall(ctx, token, allow, req)
+}
+
 func (c gatedChecker) CheckToken(ctx context.Context, req store.VerifyRequest) (*store.VerifyResult, bool, error) {
 	c.g.wait()
 	return c.Checker.CheckToken(ctx, req)

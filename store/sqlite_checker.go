@@ -27,6 +27,9 @@ type Checker interface {
 	// depends on has changed in the database (its use is still recorded,
 	// and expiry, address and grace are judged anew each time).
 	CheckToken(ctx context.Context, req VerifyRequest) (res *VerifyResult, exact bool, err error)
+	// CheckCall is CheckToken for a caller's token and then, if allow
+	// permits, Check for req, with one read for both when it can.
+	CheckCall(ctx context.Context, token VerifyRequest, allow func(*VerifyResult) bool, req VerifyRequest) (res, tokenRes *VerifyResult, exact bool, err error)
 	// Flush returns once every use checked so far is written, so that what
 	// is read next sees them.
 	Flush(ctx context.Context) error
@@ -81,7 +84,7 @@ func (s *SQLite) NewChecker(readers int) (Checker, error) {
 	}
 	read.SetMaxOpenConns(readers)
 	read.SetMaxIdleConns(readers)
-	stmt, err := read.Prepare(verifyKeyQuery)
+	stmt, err := read.Prepare(`SELECT (SELECT version FROM state WHERE id = 1), ` + strings.TrimPrefix(verifyKeyQuery, "SELECT "))
 	if err != nil {
 		read.Close()
 		return nil, fmt.Errorf("preparing the reader: %w", err)
@@ -106,82 +109,156 @@ type tokenCheck struct {
 }
 
 func (c *sqliteChecker) Check(ctx context.Context, req VerifyRequest) (*VerifyResult, bool, error) {
-	return c.check(ctx, req, false)
+	res, _, exact, err := c.CheckCall(ctx, VerifyRequest{}, nil, req)
+	return res, exact, err
 }
 
 func (c *sqliteChecker) CheckToken(ctx context.Context, req VerifyRequest) (*VerifyResult, bool, error) {
-	return c.check(ctx, req, true)
-}
-
-func (c *sqliteChecker) check(ctx context.Context, req VerifyRequest, reuse bool) (*VerifyResult, bool, error) {
-	if _, err := apikey.Parse(req.Token); err != nil {
-		return NewResult(Malformed, "not a keyctl key, or its checksum does not hold", nil), false, nil
+	if bad := c.malformed(req); bad != nil {
+		return bad, false, nil
 	}
-	if req.Cost < 0 {
-		return nil, false, fmt.Errorf("%w: cost %d is negative", ErrInvalid, req.Cost)
-	}
-	// Held until the use is queued: Close waits for checks in flight.
 	c.mu.RLock()
 	defer c.mu.RUnlock()
 	if c.closed {
 		return nil, false, ErrClosed
 	}
-	digest := apikey.Digest(req.Token, c.s.pepper)
 	var version int64
-	if reuse {
-		if err := c.version.QueryRowContext(ctx).Scan(&version); err != nil {
-			return nil, false, err
-		}
-		c.cacheMu.Lock()
-		tc, ok := c.cache[string(digest)]
-		c.cacheMu.Unlock()
-		if ok && tc.version == version {
-			k := tc.key
-			k.Scopes, k.AllowedIPs = slices.Clone(k.Scopes), slices.Clone(k.AllowedIPs)
-			return c.decide(&k, tc.secretEnds, req, 0, false)
+	if err := c.version.QueryRowContext(ctx).Scan(&version); err != nil {
+		return nil, false, err
+	}
+	return c.token(ctx, req, version)
+}
+
+// CheckCall verifies a caller's token and then, if allow says its result
+// permits, req: one read for both when the token's last verification can be
+// reused, since the read of req's key also tells the database's version. It
+// returns req's result (nil when the token does not allow it) and the
+// token's. exact with a token result means req must be verified in a write
+// transaction; exact without one, that the token must be (and then req).
+// With an empty token, only req is verified.
+func (c *sqliteChecker) CheckCall(ctx context.Context, token VerifyRequest, allow func(*VerifyResult) bool, req VerifyRequest) (res, tokRes *VerifyResult, exact bool, err error) {
+	c.mu.RLock()
+	defer c.mu.RUnlock()
+	if c.closed {
+		return nil, nil, false, ErrClosed
+	}
+	var row keyRow
+	bad := c.malformed(req)
+	if bad == nil {
+		if row, err = c.lookup(ctx, apikey.Digest(req.Token, c.s.pepper)); err != nil {
+			return nil, nil, false, err
 		}
 	}
+	if token.Token != "" {
+		if tokRes = c.malformed(token); tokRes == nil {
+			if row.found {
+				tokRes, exact, err = c.token(ctx, token, row.version)
+			} else {
+				var version int64
+				if err = c.version.QueryRowContext(ctx).Scan(&version); err == nil {
+					tokRes, exact, err = c.token(ctx, token, version)
+				}
+			}
+			if err != nil || exact {
+				// A token that spends quota or rate limit is verified
+				// exactly, and the call with it.
+				return nil, nil, exact, err
+			}
+		}
+		if !allow(tokRes) {
+			return nil, tokRes, false, nil
+		}
+	}
+	switch {
+	case bad != nil:
+		return bad, tokRes, false, nil
+	case !row.found:
+		return NewResult(NotFound, "no key has this secret", nil), tokRes, false, nil
+	}
+	res, exact = c.decide(row.key, row.secretEnds, req, row.tat, true)
+	return res, tokRes, exact, nil
+}
+
+// keyRow is a key as read for a verification, with the database's version
+// at that read.
+type keyRow struct {
+	found      bool
+	version    int64
+	key        *Key
+	secretEnds *time.Time
+	tat        int64
+}
+
+func (c *sqliteChecker) malformed(req VerifyRequest) *VerifyResult {
+	if _, err := apikey.Parse(req.Token); err != nil {
+		return NewResult(Malformed, "not a keyctl key, or its checksum does not hold", nil)
+	}
+	return nil
+}
+
+// lookup finds the key a digest belongs to.
+func (c *sqliteChecker) lookup(ctx context.Context, digest []byte) (keyRow, error) {
 	var (
+		r      keyRow
 		stored []byte
 		endsAt sql.NullInt64
-		tat    int64
 	)
 	row := c.stmt.QueryRowContext(ctx, digest)
 	k, err := c.s.scanKey(scanFunc(func(dest ...any) error {
-		return row.Scan(append([]any{&stored, &endsAt, &tat}, dest...)...)
+		return row.Scan(append([]any{&r.version, &stored, &endsAt, &r.tat}, dest...)...)
 	}))
 	if errors.Is(err, sql.ErrNoRows) || err == nil && !apikey.Equal(stored, digest) {
-		return NewResult(NotFound, "no key has this secret", nil), false, nil
+		return r, nil
 	}
 	if err != nil {
-		return nil, false, err
+		return r, err
 	}
-	if reuse {
-		snapshot := tokenCheck{version: version, key: *k, secretEnds: fromUnix(endsAt)}
-		defer func() {
-			c.cacheMu.Lock()
-			if len(c.cache) > 10000 {
-				clear(c.cache)
-			}
-			c.cache[string(digest)] = snapshot
-			c.cacheMu.Unlock()
-		}()
+	r.found, r.key, r.secretEnds = true, k, fromUnix(endsAt)
+	return r, nil
+}
+
+// token verifies a caller's token, reusing its last valid verification if
+// the database is still at the version it was made at.
+func (c *sqliteChecker) token(ctx context.Context, req VerifyRequest, version int64) (*VerifyResult, bool, error) {
+	digest := apikey.Digest(req.Token, c.s.pepper)
+	c.cacheMu.Lock()
+	tc, ok := c.cache[string(digest)]
+	c.cacheMu.Unlock()
+	if ok && tc.version == version {
+		k := tc.key
+		k.Scopes, k.AllowedIPs = slices.Clone(k.Scopes), slices.Clone(k.AllowedIPs)
+		res, exact := c.decide(&k, tc.secretEnds, req, 0, false)
+		return res, exact, nil
 	}
-	return c.decide(k, fromUnix(endsAt), req, tat, true)
+	row, err := c.lookup(ctx, digest)
+	if err != nil || !row.found {
+		return NewResult(NotFound, "no key has this secret", nil), false, err
+	}
+	snapshot := tokenCheck{version: row.version, key: *row.key, secretEnds: row.secretEnds}
+	res, exact := c.decide(row.key, row.secretEnds, req, row.tat, true)
+	if res != nil && res.Code == Valid {
+		c.cacheMu.Lock()
+		if len(c.cache) > 10000 {
+			clear(c.cache)
+		}
+		c.cache[string(digest)] = snapshot
+		c.cacheMu.Unlock()
+	}
+	return res, exact, nil
 }
 
 // decide judges a key read from the database (or reused) and queues its
 // use, or reports that the verification must be exact.
-func (c *sqliteChecker) decide(k *Key, secretEnds *time.Time, req VerifyRequest, tat int64, fresh bool) (*VerifyResult, bool, error) {
+func (c *sqliteChecker) decide(k *Key, secretEnds *time.Time, req VerifyRequest, tat int64, fresh bool) (*VerifyResult, bool) {
 	now := c.s.now()
 	k.Status = StatusAt(k.stored, k.ExpiresAt, now)
 	spends := req.Cost > 0 && (k.RateLimit != nil || k.QuotaRemaining != nil)
 	if spends && !fresh {
-		return nil, true, nil
+		return nil, true
 	}
 	res := decide(k, secretEnds, req, now, &tat)
 	if spends && (res.Code == Valid || res.Code == RateLimited || res.Code == QuotaExceeded) {
-		return nil, true, nil // decided in a write transaction, with the current counters
+		return nil, true // decided in a write transaction, with the current counters
 	}
 	u := use{keyID: k.ID, at: now, code: res.Code}
 	if req.IP.IsValid() {
@@ -192,7 +269,7 @@ func (c *sqliteChecker) decide(k *Key, secretEnds *time.Time, req VerifyRequest,
 	at := now.UTC().Truncate(time.Second)
 	k.LastUsedAt = &at
 	c.uses <- u
-	return res, false, nil
+	return res, false
 }
 
 // record writes queued uses, as soon as one is waiting and no more often
