@@ -148,7 +148,7 @@ func runVerify(ctx context.Context, f *Factory, opts *VerifyOptions) error {
 		res = store.NewResult(store.Malformed, fmt.Sprintf("input longer than %d bytes is not a key", maxKeyInput), nil)
 	default:
 		if _, perr := apikey.Parse(token); perr != nil {
-			res = store.NewResult(store.Malformed, "not a keyctl key, or its checksum does not hold", nil)
+			res = store.MalformedResult()
 		} else if opts.Offline {
 			res = store.NewResult(store.Valid, "well-formed and its checksum holds (checked offline, without any database)", nil)
 		}

@@ -173,7 +173,7 @@ func (c *sqliteChecker) CheckCall(ctx context.Context, token VerifyRequest, allo
 	case bad != nil:
 		return bad, tokRes, false, nil
 	case !row.found:
-		return NewResult(NotFound, "no key has this secret", nil), tokRes, false, nil
+		return NotFoundResult(), tokRes, false, nil
 	}
 	res, exact = c.decide(row.key, row.secretEnds, req, row.tat, true)
 	return res, tokRes, exact, nil
@@ -191,30 +191,17 @@ type keyRow struct {
 
 func (c *sqliteChecker) malformed(req VerifyRequest) *VerifyResult {
 	if _, err := apikey.Parse(req.Token); err != nil {
-		return NewResult(Malformed, "not a keyctl key, or its checksum does not hold", nil)
+		return MalformedResult()
 	}
 	return nil
 }
 
 // lookup finds the key a digest belongs to.
 func (c *sqliteChecker) lookup(ctx context.Context, digest []byte) (keyRow, error) {
-	var (
-		r      keyRow
-		stored []byte
-		endsAt sql.NullInt64
-	)
-	row := c.stmt.QueryRowContext(ctx, digest)
-	k, err := c.s.scanKey(scanFunc(func(dest ...any) error {
-		return row.Scan(append([]any{&r.version, &stored, &endsAt, &r.tat}, dest...)...)
-	}))
-	if errors.Is(err, sql.ErrNoRows) || err == nil && !apikey.Equal(stored, digest) {
-		return r, nil
-	}
-	if err != nil {
-		return r, err
-	}
-	r.found, r.key, r.secretEnds = true, k, fromUnix(endsAt)
-	return r, nil
+	var r keyRow
+	k, ends, err := c.s.scanVerifyRow(c.stmt.QueryRowContext(ctx, digest), digest, &r.tat, &r.version)
+	r.found, r.key, r.secretEnds = k != nil, k, ends
+	return r, err
 }
 
 // token verifies a caller's token, reusing its last valid verification if
@@ -232,7 +219,7 @@ func (c *sqliteChecker) token(ctx context.Context, req VerifyRequest, version in
 	}
 	row, err := c.lookup(ctx, digest)
 	if err != nil || !row.found {
-		return NewResult(NotFound, "no key has this secret", nil), false, err
+		return NotFoundResult(), false, err
 	}
 	snapshot := tokenCheck{version: row.version, key: *row.key, secretEnds: row.secretEnds}
 	res, exact := c.decide(row.key, row.secretEnds, req, row.tat, true)

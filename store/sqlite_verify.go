@@ -35,7 +35,7 @@ func (s *SQLite) VerifyBatch(ctx context.Context, reqs []VerifyRequest) ([]*Veri
 	pending := false
 	for i, req := range reqs {
 		if _, err := apikey.Parse(req.Token); err != nil {
-			out[i] = NewResult(Malformed, "not a keyctl key, or its checksum does not hold", nil)
+			out[i] = MalformedResult()
 			continue
 		}
 		if req.Cost < 0 {
@@ -78,24 +78,34 @@ func (s *SQLite) verifyOne(ctx context.Context, tx *sql.Tx, req VerifyRequest, d
 	if err != nil {
 		return nil, err
 	}
+	var tat int64
+	k, ends, err := s.scanVerifyRow(st.QueryRowContext(ctx, digest), digest, &tat)
+	if err != nil || k == nil {
+		return NotFoundResult(), err
+	}
+	now := s.now()
+	res := decide(k, ends, req, now, &tat)
+	return res, s.recordUse(ctx, tx, k, req, res, now, tat)
+}
+
+// scanVerifyRow reads a row of verifyKeyQuery, preceded by the columns
+// prefix receives, into a key, the secret's end and the rate limiter's state
+// tat, and checks the digest in constant time. The key is nil when no secret
+// has the digest.
+func (s *SQLite) scanVerifyRow(row *sql.Row, digest []byte, tat *int64, prefix ...any) (*Key, *time.Time, error) {
 	var (
 		stored []byte
 		endsAt sql.NullInt64
-		tat    int64
 	)
-	row := st.QueryRowContext(ctx, digest)
-	k, err := s.scanKey(scanFunc(func(dest ...any) error {
-		return row.Scan(append([]any{&stored, &endsAt, &tat}, dest...)...)
-	}))
+	head := append(append([]any{}, prefix...), &stored, &endsAt, tat)
+	k, err := s.scanKey(scanFunc(func(dest ...any) error { return row.Scan(append(head, dest...)...) }))
 	if errors.Is(err, sql.ErrNoRows) || err == nil && !apikey.Equal(stored, digest) {
-		return NewResult(NotFound, "no key has this secret", nil), nil
+		return nil, nil, nil
 	}
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-	now := s.now()
-	res := decide(k, fromUnix(endsAt), req, now, &tat)
-	return res, s.recordUse(ctx, tx, k, req, res, now, tat)
+	return k, fromUnix(endsAt), nil
 }
 
 type scanFunc func(dest ...any) error

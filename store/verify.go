@@ -64,6 +64,16 @@ func NewResult(code Code, reason string, k *Key) *VerifyResult {
 	return &VerifyResult{Valid: code == Valid, Code: code, Reason: reason, HTTPStatus: code.HTTPStatus(), Key: k}
 }
 
+// MalformedResult is the answer for input that is not a keyctl key.
+func MalformedResult() *VerifyResult {
+	return NewResult(Malformed, "not a keyctl key, or its checksum does not hold", nil)
+}
+
+// NotFoundResult is the answer for a well-formed key no one has.
+func NotFoundResult() *VerifyResult {
+	return NewResult(NotFound, "no key has this secret", nil)
+}
+
 // UsageEvent is one recorded verification of a key.
 type UsageEvent struct {
 	At   time.Time `json:"at"`
