@@ -247,15 +247,8 @@ func (c *sqliteChecker) decide(k *Key, secretEnds *time.Time, req VerifyRequest,
 	if spends && (res.Code == Valid || res.Code == RateLimited || res.Code == QuotaExceeded) {
 		return nil, true // decided in a write transaction, with the current counters
 	}
-	u := use{keyID: k.ID, at: now, code: res.Code}
-	if req.IP.IsValid() {
-		u.ip = req.IP.Unmap().String()
-		k.LastUsedIP = u.ip
-	}
-	k.UsageCount++
-	at := now.UTC().Truncate(time.Second)
-	k.LastUsedAt = &at
-	c.uses <- u
+	_, ip := markUsed(k, req, now)
+	c.uses <- use{keyID: k.ID, at: now, code: res.Code, ip: ip}
 	return res, false
 }
 

@@ -214,6 +214,19 @@ func gcra(tat int64, now time.Time, r RateLimit) (newTat int64, retry time.Time,
 // the rate limiter and quota when res is valid, and an entry in the usage
 // log. The log is pruned to the retention now and then, not on every call.
 func (s *SQLite) recordUse(ctx context.Context, tx *sql.Tx, k *Key, req VerifyRequest, res *VerifyResult, now time.Time, tat int64) error {
+	at, ip := markUsed(k, req, now)
+	if _, err := s.execStmt(ctx, tx, recordUseQuery, at.Unix(), ip, ip, tat, ptrValue(k.QuotaRemaining), k.ID); err != nil {
+		return err
+	}
+	if _, err := s.execStmt(ctx, tx, logUseQuery, k.ID, k.UsageCount, now.UnixMilli(), res.Code, ip); err != nil {
+		return err
+	}
+	return s.pruneUsage(ctx, tx, k.ID, k.UsageCount, k.UsageCount)
+}
+
+// markUsed counts a use in k as the database will once it is written, and
+// returns the time of use (to the second) and the address, if given.
+func markUsed(k *Key, req VerifyRequest, now time.Time) (time.Time, string) {
 	k.UsageCount++
 	at := now.UTC().Truncate(time.Second)
 	k.LastUsedAt = &at
@@ -222,13 +235,7 @@ func (s *SQLite) recordUse(ctx context.Context, tx *sql.Tx, k *Key, req VerifyRe
 		ip = req.IP.Unmap().String()
 		k.LastUsedIP = ip
 	}
-	if _, err := s.execStmt(ctx, tx, recordUseQuery, at.Unix(), ip, ip, tat, ptrValue(k.QuotaRemaining), k.ID); err != nil {
-		return err
-	}
-	if _, err := s.execStmt(ctx, tx, logUseQuery, k.ID, k.UsageCount, now.UnixMilli(), res.Code, ip); err != nil {
-		return err
-	}
-	return s.pruneUsage(ctx, tx, k.ID, k.UsageCount, k.UsageCount)
+	return at, ip
 }
 
 // pruneUsage trims a key's usage log to the retention each time its count
