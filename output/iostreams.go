@@ -49,7 +49,6 @@ func (s *IOStreams) IsStdinTTY() bool { return s.stdinTTY }
 // SetStdoutTTY sets whether stdout counts as a terminal (for tests).
 func (s *IOStreams) SetStdoutTTY(v bool) { s.stdoutTTY = v }
 
-
 // SetColor turns colour on or off (for tests).
 func (s *IOStreams) SetColor(v bool) { s.color = v }
 
