@@ -34,7 +34,7 @@ type SQLite struct {
 	pepper    []byte
 	now       func() time.Time
 	retention time.Duration
-	stmts     stmtCache
+	stmts     driverStmts
 	dsn       string
 }
 
@@ -62,7 +62,7 @@ func OpenSQLite(ctx context.Context, path string, opts Options) (*SQLite, error)
 	// Memory-mapped reads and a larger page cache keep a lookup in a large
 	// database from costing a system call per page.
 	dsn := path + "?_busy_timeout=30000&_journal_mode=WAL&_synchronous=NORMAL&_fk=1&_txlock=immediate" +
-		"&_pragma=mmap_size(1073741824)&_pragma=cache_size(-65536)"
+		"&_pragma=mmap_size(1073741824)&_pragma=cache_size(-16000)"
 	db, err := sql.Open("sqlite", dsn)
 	if err != nil {
 		return nil, fmt.Errorf("opening database: %w", err)

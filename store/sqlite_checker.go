@@ -338,9 +338,6 @@ func (c *sqliteChecker) Close() error {
 // recordUses adds uses to their keys' counts, last use and usage log, in one
 // transaction.
 func (s *SQLite) recordUses(ctx context.Context, uses []use) error {
-	if err := s.prepare(ctx, addUsesQuery, logUseQuery, logChunkQuery); err != nil {
-		return err
-	}
 	byKey := map[string][]use{}
 	var order []string
 	for _, u := range uses {
@@ -349,11 +346,7 @@ func (s *SQLite) recordUses(ctx context.Context, uses []use) error {
 		}
 		byKey[u.keyID] = append(byKey[u.keyID], u)
 	}
-	return s.tx(ctx, func(tx *sql.Tx) error {
-		add, err := s.stmt(ctx, tx, addUsesQuery)
-		if err != nil {
-			return err
-		}
+	return s.writeTx(ctx, func(tx *writeTx) error {
 		for _, id := range order {
 			us := byKey[id]
 			last := us[len(us)-1]
@@ -364,14 +357,14 @@ func (s *SQLite) recordUses(ctx context.Context, uses []use) error {
 				}
 			}
 			var count int64
-			if err := add.QueryRowContext(ctx, len(us), last.at.Unix(), ip, ip, id).Scan(&count); err != nil {
+			if err := tx.queryRow(addUsesQuery, len(us), last.at.Unix(), ip, ip, id).Scan(&count); err != nil {
 				return fmt.Errorf("recording the use of %s: %w", id, err)
 			}
 			first := count - int64(len(us)) + 1
-			if err := s.logUses(ctx, tx, id, first, us); err != nil {
+			if err := logUses(tx, id, first, us); err != nil {
 				return err
 			}
-			if err := s.pruneUsage(ctx, tx, id, first, count); err != nil {
+			if err := s.pruneUsage(tx, id, first, count); err != nil {
 				return err
 			}
 		}
@@ -387,20 +380,20 @@ var logChunkQuery = "INSERT INTO usage_events (key_id, n, at, code, ip) VALUES (
 
 // logUses adds a key's uses, numbered from first, to the usage log: a chunk
 // of them a statement, the rest one by one.
-func (s *SQLite) logUses(ctx context.Context, tx *sql.Tx, keyID string, first int64, us []use) error {
+func logUses(tx *writeTx, keyID string, first int64, us []use) error {
 	args := make([]any, 0, 5*logChunk)
 	for len(us) >= logChunk {
 		args = args[:0]
 		for i, u := range us[:logChunk] {
 			args = append(args, keyID, first+int64(i), u.at.UnixMilli(), u.code, u.ip)
 		}
-		if _, err := s.execStmt(ctx, tx, logChunkQuery, args...); err != nil {
+		if err := tx.exec(logChunkQuery, args...); err != nil {
 			return err
 		}
 		us, first = us[logChunk:], first+logChunk
 	}
 	for i, u := range us {
-		if _, err := s.execStmt(ctx, tx, logUseQuery, keyID, first+int64(i), u.at.UnixMilli(), u.code, u.ip); err != nil {
+		if err := tx.exec(logUseQuery, keyID, first+int64(i), u.at.UnixMilli(), u.code, u.ip); err != nil {
 			return err
 		}
 	}

@@ -47,15 +47,12 @@ func (s *SQLite) VerifyBatch(ctx context.Context, reqs []VerifyRequest) ([]*Veri
 	if !pending {
 		return out, nil
 	}
-	if err := s.prepare(ctx, verifyKeyQuery, recordUseQuery, logUseQuery); err != nil {
-		return nil, err
-	}
-	err := s.tx(ctx, func(tx *sql.Tx) error {
+	err := s.writeTx(ctx, func(tx *writeTx) error {
 		for i, req := range reqs {
 			if digests[i] == nil {
 				continue
 			}
-			res, err := s.verifyOne(ctx, tx, req, digests[i])
+			res, err := s.verifyOne(tx, req, digests[i])
 			if err != nil {
 				return err
 			}
@@ -73,26 +70,22 @@ func (s *SQLite) VerifyBatch(ctx context.Context, reqs []VerifyRequest) ([]*Veri
 var verifyKeyQuery = `SELECT s.digest, s.ends_at, k.rate_tat, k.` + strings.Join(keyColumnNames, ", k.") + `
 	FROM secrets s JOIN keys k ON k.id = s.key_id WHERE s.digest = ?`
 
-func (s *SQLite) verifyOne(ctx context.Context, tx *sql.Tx, req VerifyRequest, digest []byte) (*VerifyResult, error) {
-	st, err := s.stmt(ctx, tx, verifyKeyQuery)
-	if err != nil {
-		return nil, err
-	}
+func (s *SQLite) verifyOne(tx *writeTx, req VerifyRequest, digest []byte) (*VerifyResult, error) {
 	var tat int64
-	k, ends, err := s.scanVerifyRow(st.QueryRowContext(ctx, digest), digest, &tat)
+	k, ends, err := s.scanVerifyRow(tx.queryRow(verifyKeyQuery, digest), digest, &tat)
 	if err != nil || k == nil {
 		return NotFoundResult(), err
 	}
 	now := s.now()
 	res := decide(k, ends, req, now, &tat)
-	return res, s.recordUse(ctx, tx, k, req, res, now, tat)
+	return res, s.recordUse(tx, k, req, res, now, tat)
 }
 
 // scanVerifyRow reads a row of verifyKeyQuery, preceded by the columns
 // prefix receives, into a key, the secret's end and the rate limiter's state
 // tat, and checks the digest in constant time. The key is nil when no secret
 // has the digest.
-func (s *SQLite) scanVerifyRow(row *sql.Row, digest []byte, tat *int64, prefix ...any) (*Key, *time.Time, error) {
+func (s *SQLite) scanVerifyRow(row scanner, digest []byte, tat *int64, prefix ...any) (*Key, *time.Time, error) {
 	var (
 		stored []byte
 		endsAt sql.NullInt64
@@ -213,15 +206,15 @@ func gcra(tat int64, now time.Time, r RateLimit) (newTat int64, retry time.Time,
 // recordUse writes what a verification changed: usage for every found key,
 // the rate limiter and quota when res is valid, and an entry in the usage
 // log. The log is pruned to the retention now and then, not on every call.
-func (s *SQLite) recordUse(ctx context.Context, tx *sql.Tx, k *Key, req VerifyRequest, res *VerifyResult, now time.Time, tat int64) error {
+func (s *SQLite) recordUse(tx *writeTx, k *Key, req VerifyRequest, res *VerifyResult, now time.Time, tat int64) error {
 	at, ip := markUsed(k, req, now)
-	if _, err := s.execStmt(ctx, tx, recordUseQuery, at.Unix(), ip, ip, tat, ptrValue(k.QuotaRemaining), k.ID); err != nil {
+	if err := tx.exec(recordUseQuery, at.Unix(), ip, ip, tat, ptrValue(k.QuotaRemaining), k.ID); err != nil {
 		return err
 	}
-	if _, err := s.execStmt(ctx, tx, logUseQuery, k.ID, k.UsageCount, now.UnixMilli(), res.Code, ip); err != nil {
+	if err := tx.exec(logUseQuery, k.ID, k.UsageCount, now.UnixMilli(), res.Code, ip); err != nil {
 		return err
 	}
-	return s.pruneUsage(ctx, tx, k.ID, k.UsageCount, k.UsageCount)
+	return s.pruneUsage(tx, k.ID, k.UsageCount, k.UsageCount)
 }
 
 // markUsed counts a use in k as the database will once it is written, and
@@ -241,14 +234,13 @@ func markUsed(k *Key, req VerifyRequest, now time.Time) (time.Time, string) {
 // pruneUsage trims a key's usage log to the retention each time its count
 // passes a multiple of 256, rather than on every use. The log is in use
 // order (n), and so in time order: the cost is that of the entries removed.
-func (s *SQLite) pruneUsage(ctx context.Context, tx *sql.Tx, keyID string, from, to int64) error {
+func (s *SQLite) pruneUsage(tx *writeTx, keyID string, from, to int64) error {
 	if (from-1)/256 == to/256 {
 		return nil
 	}
-	_, err := tx.ExecContext(ctx, `DELETE FROM usage_events WHERE key_id = ?1 AND n < coalesce(
+	return tx.exec(`DELETE FROM usage_events WHERE key_id = ?1 AND n < coalesce(
 		(SELECT n FROM usage_events WHERE key_id = ?1 AND at >= ?2 ORDER BY n LIMIT 1), ?3)`,
 		keyID, s.now().Add(-s.retention).UnixMilli(), to+1)
-	return err
 }
 
 // PruneUsage trims every key's usage log to the retention: the log of a key
@@ -266,14 +258,6 @@ const (
 		quota_remaining = ? WHERE id = ?`
 	logUseQuery = `INSERT INTO usage_events (key_id, n, at, code, ip) VALUES (?, ?, ?, ?, ?)`
 )
-
-func (s *SQLite) execStmt(ctx context.Context, tx *sql.Tx, query string, args ...any) (sql.Result, error) {
-	st, err := s.stmt(ctx, tx, query)
-	if err != nil {
-		return nil, err
-	}
-	return st.ExecContext(ctx, args...)
-}
 
 // Usage reports a key's recent verifications and counts per UTC day, from
 // the usage log.
