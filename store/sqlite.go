@@ -84,8 +84,7 @@ func OpenSQLite(ctx context.Context, path string, opts Options) (*SQLite, error)
 
 // Close closes the database.
 func (s *SQLite) Close() error {
-	s.stmts.close()
-	return s.db.Close()
+	return errors.Join(s.stmts.close(s.db), s.db.Close())
 }
 
 // migrations bring the schema from version i to i+1. Append only: a

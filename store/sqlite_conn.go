@@ -81,13 +81,32 @@ func (d *driverStmts) forConn(conn any) map[string]driver.Stmt {
 	return d.stmts
 }
 
-func (d *driverStmts) close() {
+// close finalizes the statements, on their connection: a driver connection
+// is used only inside conn.Raw.
+func (d *driverStmts) close(db *sql.DB) error {
 	d.mu.Lock()
-	defer d.mu.Unlock()
-	for _, st := range d.stmts {
-		st.Close()
+	none := len(d.stmts) == 0
+	d.mu.Unlock()
+	if none {
+		return nil
 	}
-	d.conn, d.stmts = nil, nil
+	conn, err := db.Conn(context.Background())
+	if err != nil {
+		return err
+	}
+	defer conn.Close()
+	return conn.Raw(func(dc any) error {
+		d.mu.Lock()
+		defer d.mu.Unlock()
+		var errs []error
+		if d.conn == dc {
+			for _, st := range d.stmts {
+				errs = append(errs, st.Close())
+			}
+		}
+		d.conn, d.stmts = nil, nil
+		return errors.Join(errs...)
+	})
 }
 
 func isNoTransaction(err error) bool {
