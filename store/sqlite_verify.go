@@ -70,15 +70,19 @@ func (s *SQLite) VerifyBatch(ctx context.Context, reqs []VerifyRequest) ([]*Veri
 var verifyKeyQuery = `SELECT s.digest, s.ends_at, k.rate_tat, k.` + strings.Join(keyColumnNames, ", k.") + `
 	FROM secrets s JOIN keys k ON k.id = s.key_id WHERE s.digest = ?`
 
+// verifyWriteQuery is verifyKeyQuery with the key's rowid, by which the
+// transaction updates the row it read without a second index lookup.
+var verifyWriteQuery = strings.Replace(verifyKeyQuery, "SELECT ", "SELECT k.rowid, ", 1)
+
 func (s *SQLite) verifyOne(tx *writeTx, req VerifyRequest, digest []byte) (*VerifyResult, error) {
-	var tat int64
-	k, ends, err := s.scanVerifyRow(tx.queryRow(verifyKeyQuery, digest), digest, &tat)
+	var tat, rowid int64
+	k, ends, err := s.scanVerifyRow(tx.queryRow(verifyWriteQuery, digest), digest, &tat, &rowid)
 	if err != nil || k == nil {
 		return NotFoundResult(), err
 	}
 	now := s.now()
 	res := decide(k, ends, req, now, &tat)
-	return res, s.recordUse(tx, k, req, res, now, tat)
+	return res, s.recordUse(tx, rowid, k, req, res, now, tat)
 }
 
 // scanVerifyRow reads a row of verifyKeyQuery, preceded by the columns
@@ -206,9 +210,9 @@ func gcra(tat int64, now time.Time, r RateLimit) (newTat int64, retry time.Time,
 // recordUse writes what a verification changed: usage for every found key,
 // the rate limiter and quota when res is valid, and an entry in the usage
 // log. The log is pruned to the retention now and then, not on every call.
-func (s *SQLite) recordUse(tx *writeTx, k *Key, req VerifyRequest, res *VerifyResult, now time.Time, tat int64) error {
+func (s *SQLite) recordUse(tx *writeTx, rowid int64, k *Key, req VerifyRequest, res *VerifyResult, now time.Time, tat int64) error {
 	at, ip := markUsed(k, req, now)
-	if err := tx.exec(recordUseQuery, at.Unix(), ip, ip, tat, ptrValue(k.QuotaRemaining), k.ID); err != nil {
+	if err := tx.exec(recordUseQuery, at.Unix(), ip, ip, tat, ptrValue(k.QuotaRemaining), rowid); err != nil {
 		return err
 	}
 	if err := tx.exec(logUseQuery, k.ID, k.UsageCount, now.UnixMilli(), res.Code, ip); err != nil {
@@ -255,7 +259,7 @@ func (s *SQLite) PruneUsage(ctx context.Context) error {
 const (
 	recordUseQuery = `UPDATE keys SET usage_count = usage_count + 1, last_used_at = ?,
 		last_used_ip = CASE WHEN ? = '' THEN last_used_ip ELSE ? END, rate_tat = ?,
-		quota_remaining = ? WHERE id = ?`
+		quota_remaining = ? WHERE rowid = ?`
 	logUseQuery = `INSERT INTO usage_events (key_id, n, at, code, ip) VALUES (?, ?, ?, ?, ?)`
 )
 
