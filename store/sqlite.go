@@ -180,6 +180,11 @@ var migrations = []string{
 		BEGIN UPDATE state SET version = version + 1; END;
 	CREATE TRIGGER secrets_state_delete AFTER DELETE ON secrets
 		BEGIN UPDATE state SET version = version + 1; END;`,
+
+	// A key's usage is read from its usage log's last entry, so that a
+	// verification writes one row; each entry carries the last address
+	// given so far. The keys table's usage columns keep what they held.
+	`ALTER TABLE usage_events ADD COLUMN last_ip TEXT NOT NULL DEFAULT '';`,
 }
 
 // SchemaVersion is the schema version this build writes.

@@ -247,7 +247,7 @@ func (c *sqliteChecker) decide(k *Key, secretEnds *time.Time, req VerifyRequest,
 	if spends && (res.Code == Valid || res.Code == RateLimited || res.Code == QuotaExceeded) {
 		return nil, true // decided in a write transaction, with the current counters
 	}
-	_, ip := markUsed(k, req, now)
+	ip := markUsed(k, req, now)
 	c.uses <- use{keyID: k.ID, at: now, code: res.Code, ip: ip}
 	return res, false
 }
@@ -335,8 +335,7 @@ func (c *sqliteChecker) Close() error {
 	return c.closeErr
 }
 
-// recordUses adds uses to their keys' counts, last use and usage log, in one
-// transaction.
+// recordUses adds uses to their keys' usage logs, in one transaction.
 func (s *SQLite) recordUses(ctx context.Context, uses []use) error {
 	byKey := map[string][]use{}
 	var order []string
@@ -349,22 +348,15 @@ func (s *SQLite) recordUses(ctx context.Context, uses []use) error {
 	return s.writeTx(ctx, func(tx *writeTx) error {
 		for _, id := range order {
 			us := byKey[id]
-			last := us[len(us)-1]
-			ip := ""
-			for _, u := range us {
-				if u.ip != "" {
-					ip = u.ip
-				}
-			}
 			var count int64
-			if err := tx.queryRow(addUsesQuery, len(us), last.at.Unix(), ip, ip, id).Scan(&count); err != nil {
+			var lastIP string
+			if err := tx.queryRow(lastUseQuery, id).Scan(&count, &lastIP); err != nil {
 				return fmt.Errorf("recording the use of %s: %w", id, err)
 			}
-			first := count - int64(len(us)) + 1
-			if err := logUses(tx, id, first, us); err != nil {
+			if err := logUses(tx, id, count+1, lastIP, us); err != nil {
 				return err
 			}
-			if err := s.pruneUsage(tx, id, first, count); err != nil {
+			if err := s.pruneUsage(tx, id, count+1, count+int64(len(us))); err != nil {
 				return err
 			}
 		}
@@ -372,33 +364,38 @@ func (s *SQLite) recordUses(ctx context.Context, uses []use) error {
 	})
 }
 
+// lastUseQuery reads a key's usage count and last address.
+const lastUseQuery = `SELECT ` + usageCountExpr + `, ` + lastUsedIPExpr + ` FROM keys k ` + usageJoin + ` WHERE k.id = ?`
+
 // logChunk is how many uses one INSERT statement logs.
 const logChunk = 64
 
-var logChunkQuery = "INSERT INTO usage_events (key_id, n, at, code, ip) VALUES (?, ?, ?, ?, ?)" +
-	strings.Repeat(", (?, ?, ?, ?, ?)", logChunk-1)
+var logChunkQuery = "INSERT INTO usage_events (key_id, n, at, code, ip, last_ip) VALUES (?, ?, ?, ?, ?, ?)" +
+	strings.Repeat(", (?, ?, ?, ?, ?, ?)", logChunk-1)
 
 // logUses adds a key's uses, numbered from first, to the usage log: a chunk
-// of them a statement, the rest one by one.
-func logUses(tx *writeTx, keyID string, first int64, us []use) error {
-	args := make([]any, 0, 5*logChunk)
-	for len(us) >= logChunk {
+// of them a statement, the rest one by one. lastIP is the address of the
+// last use before them that gave one; each entry carries it forward.
+func logUses(tx *writeTx, keyID string, first int64, lastIP string, us []use) error {
+	args := make([]any, 0, 6*logChunk)
+	for len(us) > 0 {
+		chunk, query := us, logUseQuery
+		if len(us) >= logChunk {
+			chunk, query = us[:logChunk], logChunkQuery
+		} else {
+			chunk = us[:1]
+		}
 		args = args[:0]
-		for i, u := range us[:logChunk] {
-			args = append(args, keyID, first+int64(i), u.at.UnixMilli(), u.code, u.ip)
+		for i, u := range chunk {
+			if u.ip != "" {
+				lastIP = u.ip
+			}
+			args = append(args, keyID, first+int64(i), u.at.UnixMilli(), u.code, u.ip, lastIP)
 		}
-		if err := tx.exec(logChunkQuery, args...); err != nil {
+		if err := tx.exec(query, args...); err != nil {
 			return err
 		}
-		us, first = us[logChunk:], first+logChunk
-	}
-	for i, u := range us {
-		if err := tx.exec(logUseQuery, keyID, first+int64(i), u.at.UnixMilli(), u.code, u.ip); err != nil {
-			return err
-		}
+		us, first = us[len(chunk):], first+int64(len(chunk))
 	}
 	return nil
 }
-
-const addUsesQuery = `UPDATE keys SET usage_count = usage_count + ?, last_used_at = max(coalesce(last_used_at, 0), ?),
-	last_used_ip = CASE WHEN ? = '' THEN last_used_ip ELSE ? END WHERE id = ? RETURNING usage_count`

@@ -8,19 +8,31 @@ import (
 	"fmt"
 	"maps"
 	"slices"
-	"strings"
 	"time"
 
 	"github.com/keyctl/keyctl/apikey"
 )
 
-var keyColumnNames = []string{"id", "name", "description", "prefix", "env", "start", "status", "scopes",
-	"allowed_ips", "metadata", "expires_at", "quota", "quota_remaining", "rate_count", "rate_unit",
-	"usage_count", "last_used_at", "last_used_ip", "created_at", "created_by", "updated_at",
-	"rotated_at", "revoked_at", "revoke_reason"}
+// A key's usage lives in its usage log: the count, time and last address
+// are those of the log's last entry (n, at, last_ip), so that recording a
+// use adds a log row and leaves the key's row alone. The keys table's own
+// usage columns hold the usage as of schema version 5, for keys whose log
+// was empty then; these expressions read both.
+const (
+	usageCountExpr = `max(coalesce(u.n, 0), k.usage_count)`
+	lastUsedAtExpr = `CASE WHEN u.at IS NULL THEN k.last_used_at ELSE max(u.at / 1000, coalesce(k.last_used_at, 0)) END`
+	lastUsedIPExpr = `CASE WHEN coalesce(u.last_ip, '') <> '' THEN u.last_ip ELSE k.last_used_ip END`
+	// usageJoin joins the last entry of the log of the key k, as u.
+	usageJoin = `LEFT JOIN usage_events u ON u.key_id = k.id
+		AND u.n = (SELECT max(n) FROM usage_events WHERE key_id = k.id)`
+)
 
-// keyColumns are the columns scanKey reads, in its order.
-var keyColumns = strings.Join(keyColumnNames, ", ")
+// keyColumns are the columns scanKey reads, in its order, from keys as k
+// and usageJoin.
+var keyColumns = `k.id, k.name, k.description, k.prefix, k.env, k.start, k.status, k.scopes,
+	k.allowed_ips, k.metadata, k.expires_at, k.quota, k.quota_remaining, k.rate_count, k.rate_unit, ` +
+	usageCountExpr + `, ` + lastUsedAtExpr + `, ` + lastUsedIPExpr + `,
+	k.created_at, k.created_by, k.updated_at, k.rotated_at, k.revoked_at, k.revoke_reason`
 
 // querier is what *sql.DB and *sql.Tx have in common.
 type querier interface {
@@ -113,10 +125,10 @@ func mustJSON(v any) string {
 // resolve finds the key ref names: by id first, else the key of that name
 // that is not revoked, else the one of that name revoked most recently.
 func (s *SQLite) resolve(ctx context.Context, q querier, ref string) (*Key, error) {
-	k, err := s.scanKey(q.QueryRowContext(ctx, `SELECT `+keyColumns+` FROM keys WHERE id = ?`, ref))
+	k, err := s.scanKey(q.QueryRowContext(ctx, `SELECT `+keyColumns+` FROM keys k `+usageJoin+` WHERE k.id = ?`, ref))
 	if errors.Is(err, sql.ErrNoRows) {
-		k, err = s.scanKey(q.QueryRowContext(ctx, `SELECT `+keyColumns+` FROM keys WHERE name = ?
-			ORDER BY status = 'revoked', revoked_at DESC, rowid DESC LIMIT 1`, ref))
+		k, err = s.scanKey(q.QueryRowContext(ctx, `SELECT `+keyColumns+` FROM keys k `+usageJoin+` WHERE k.name = ?
+			ORDER BY k.status = 'revoked', k.revoked_at DESC, k.rowid DESC LIMIT 1`, ref))
 	}
 	if errors.Is(err, sql.ErrNoRows) {
 		return nil, fmt.Errorf("key %q %w", ref, ErrNotFound)
@@ -229,11 +241,11 @@ func (s *SQLite) Find(ctx context.Context, token string) (*Key, error) {
 
 // List returns the keys that match f, newest first.
 func (s *SQLite) List(ctx context.Context, f ListFilter) ([]*Key, error) {
-	query := `SELECT ` + keyColumns + ` FROM keys`
+	query := `SELECT ` + keyColumns + ` FROM keys k ` + usageJoin
 	if !f.All && f.Status != Revoked {
-		query += ` WHERE status <> 'revoked'`
+		query += ` WHERE k.status <> 'revoked'`
 	}
-	rows, err := s.db.QueryContext(ctx, query+` ORDER BY created_at DESC, rowid DESC`)
+	rows, err := s.db.QueryContext(ctx, query+` ORDER BY k.created_at DESC, k.rowid DESC`)
 	if err != nil {
 		return nil, err
 	}

@@ -67,8 +67,8 @@ func (s *SQLite) VerifyBatch(ctx context.Context, reqs []VerifyRequest) ([]*Veri
 }
 
 // verifyKeyQuery finds the secret with a digest and its key in one lookup.
-var verifyKeyQuery = `SELECT s.digest, s.ends_at, k.rate_tat, k.` + strings.Join(keyColumnNames, ", k.") + `
-	FROM secrets s JOIN keys k ON k.id = s.key_id WHERE s.digest = ?`
+var verifyKeyQuery = `SELECT s.digest, s.ends_at, k.rate_tat, ` + keyColumns + `
+	FROM secrets s JOIN keys k ON k.id = s.key_id ` + usageJoin + ` WHERE s.digest = ?`
 
 // verifyWriteQuery is verifyKeyQuery with the key's rowid, by which the
 // transaction updates the row it read without a second index lookup.
@@ -207,23 +207,26 @@ func gcra(tat int64, now time.Time, r RateLimit) (newTat int64, retry time.Time,
 	return next, time.Time{}, true
 }
 
-// recordUse writes what a verification changed: usage for every found key,
-// the rate limiter and quota when res is valid, and an entry in the usage
-// log. The log is pruned to the retention now and then, not on every call.
+// recordUse writes what a verification changed: an entry in the key's
+// usage log for every found key, and the rate limiter and quota when res
+// spent them. The log is pruned to the retention now and then, not on every
+// call.
 func (s *SQLite) recordUse(tx *writeTx, rowid int64, k *Key, req VerifyRequest, res *VerifyResult, now time.Time, tat int64) error {
-	at, ip := markUsed(k, req, now)
-	if err := tx.exec(recordUseQuery, at.Unix(), ip, ip, tat, ptrValue(k.QuotaRemaining), rowid); err != nil {
-		return err
+	ip := markUsed(k, req, now)
+	if res.Code == Valid && req.Cost > 0 && (k.RateLimit != nil || k.QuotaRemaining != nil) {
+		if err := tx.exec(spendQuery, tat, ptrValue(k.QuotaRemaining), rowid); err != nil {
+			return err
+		}
 	}
-	if err := tx.exec(logUseQuery, k.ID, k.UsageCount, now.UnixMilli(), res.Code, ip); err != nil {
+	if err := tx.exec(logUseQuery, k.ID, k.UsageCount, now.UnixMilli(), res.Code, ip, k.LastUsedIP); err != nil {
 		return err
 	}
 	return s.pruneUsage(tx, k.ID, k.UsageCount, k.UsageCount)
 }
 
 // markUsed counts a use in k as the database will once it is written, and
-// returns the time of use (to the second) and the address, if given.
-func markUsed(k *Key, req VerifyRequest, now time.Time) (time.Time, string) {
+// returns the address, if given.
+func markUsed(k *Key, req VerifyRequest, now time.Time) string {
 	k.UsageCount++
 	at := now.UTC().Truncate(time.Second)
 	k.LastUsedAt = &at
@@ -232,35 +235,36 @@ func markUsed(k *Key, req VerifyRequest, now time.Time) (time.Time, string) {
 		ip = req.IP.Unmap().String()
 		k.LastUsedIP = ip
 	}
-	return at, ip
+	return ip
 }
 
 // pruneUsage trims a key's usage log to the retention each time its count
-// passes a multiple of 256, rather than on every use. The log is in use
-// order (n), and so in time order: the cost is that of the entries removed.
+// passes a multiple of 256, rather than on every use, keeping the last
+// entry, which holds the key's usage. The log is in use order (n), and so in
+// time order: the cost is that of the entries removed.
 func (s *SQLite) pruneUsage(tx *writeTx, keyID string, from, to int64) error {
 	if (from-1)/256 == to/256 {
 		return nil
 	}
 	return tx.exec(`DELETE FROM usage_events WHERE key_id = ?1 AND n < coalesce(
 		(SELECT n FROM usage_events WHERE key_id = ?1 AND at >= ?2 ORDER BY n LIMIT 1), ?3)`,
-		keyID, s.now().Add(-s.retention).UnixMilli(), to+1)
+		keyID, s.now().Add(-s.retention).UnixMilli(), to)
 }
 
-// PruneUsage trims every key's usage log to the retention: the log of a key
-// that is no longer used is trimmed only here. A server runs it now and then.
+// PruneUsage trims every key's usage log to the retention, keeping each
+// key's last entry: the log of a key that is no longer used is trimmed only
+// here. A server runs it now and then.
 func (s *SQLite) PruneUsage(ctx context.Context) error {
 	return s.tx(ctx, func(tx *sql.Tx) error {
-		_, err := tx.ExecContext(ctx, `DELETE FROM usage_events WHERE at < ?`, s.now().Add(-s.retention).UnixMilli())
+		_, err := tx.ExecContext(ctx, `DELETE FROM usage_events AS e WHERE at < ? AND n <
+			(SELECT max(n) FROM usage_events WHERE key_id = e.key_id)`, s.now().Add(-s.retention).UnixMilli())
 		return err
 	})
 }
 
 const (
-	recordUseQuery = `UPDATE keys SET usage_count = usage_count + 1, last_used_at = ?,
-		last_used_ip = CASE WHEN ? = '' THEN last_used_ip ELSE ? END, rate_tat = ?,
-		quota_remaining = ? WHERE rowid = ?`
-	logUseQuery = `INSERT INTO usage_events (key_id, n, at, code, ip) VALUES (?, ?, ?, ?, ?)`
+	spendQuery  = `UPDATE keys SET rate_tat = ?, quota_remaining = ? WHERE rowid = ?`
+	logUseQuery = `INSERT INTO usage_events (key_id, n, at, code, ip, last_ip) VALUES (?, ?, ?, ?, ?, ?)`
 )
 
 // Usage reports a key's recent verifications and counts per UTC day, from
