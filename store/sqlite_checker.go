@@ -379,11 +379,9 @@ var logChunkQuery = "INSERT INTO usage_events (key_id, n, at, code, ip, last_ip)
 func logUses(tx *writeTx, keyID string, first int64, lastIP string, us []use) error {
 	args := make([]any, 0, 6*logChunk)
 	for len(us) > 0 {
-		chunk, query := us, logUseQuery
+		chunk, query := us[:1], logUseQuery
 		if len(us) >= logChunk {
 			chunk, query = us[:logChunk], logChunkQuery
-		} else {
-			chunk = us[:1]
 		}
 		args = args[:0]
 		for i, u := range chunk {
