@@ -12,6 +12,7 @@ import (
 
 	"github.com/keyctl/keyctl/output"
 	"github.com/keyctl/keyctl/store"
+	"github.com/keyctl/keyctl/store/keys"
 )
 
 func newAuditCmd(f *Factory) *cobra.Command {
@@ -31,11 +32,11 @@ content; 'keyctl audit verify' walks that chain.`,
   keyctl audit verify`,
 		Args: noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			var flt store.AuditFilter
+			var flt keys.AuditFilter
 			flt.Key, flt.Actor = key, actor
 			if action != "" {
-				if !store.ValidAction(action) {
-					return flagErr("action", fmt.Errorf("%q is not an action (%s)", action, strings.Join(store.AuditActions, ", ")))
+				if !keys.ValidAction(action) {
+					return flagErr("action", fmt.Errorf("%q is not an action (%s)", action, strings.Join(keys.AuditActions, ", ")))
 				}
 				flt.Action = action
 			}
@@ -68,7 +69,7 @@ content; 'keyctl audit verify' walks that chain.`,
 	}
 	fl := cmd.Flags()
 	fl.StringVar(&key, "key", "", "only entries about this key (id or name)")
-	fl.StringVar(&action, "action", "", "only this action: "+strings.Join(store.AuditActions, ", "))
+	fl.StringVar(&action, "action", "", "only this action: "+strings.Join(keys.AuditActions, ", "))
 	fl.StringVar(&since, "since", "", "only entries within this duration (e.g. 24h, 30d)")
 	fl.StringVar(&actor, "actor", "", "only entries by this actor (a user name, or an admin key's name or id)")
 	fl.StringVar(&limit, "limit", "", "only the most recent N entries")
@@ -111,11 +112,11 @@ behind keyctl's back (with the sqlite3 shell, say).`,
 	}
 }
 
-func printAudit(f *Factory, format output.Format, entries []*store.AuditEntry) error {
+func printAudit(f *Factory, format output.Format, entries []*keys.AuditEntry) error {
 	return printData(f, format, entries, func() error { return auditTable(f, entries) })
 }
 
-func auditTable(f *Factory, entries []*store.AuditEntry) error {
+func auditTable(f *Factory, entries []*keys.AuditEntry) error {
 	if len(entries) == 0 {
 		return nil
 	}
@@ -136,7 +137,7 @@ func auditTable(f *Factory, entries []*store.AuditEntry) error {
 	return output.WriteTable(f.IO.Out, []string{"SEQ", "TIME", "ACTOR", "ACTION", "KEY", "CHANGES"}, rows)
 }
 
-func actorString(a store.Actor) string {
+func actorString(a keys.Actor) string {
 	s := a.Name
 	if a.ID != "" {
 		s += " (" + a.ID + ")"
@@ -148,7 +149,7 @@ func actorString(a store.Actor) string {
 }
 
 // describeChanges summarises an entry's changes on one line.
-func describeChanges(e *store.AuditEntry) string {
+func describeChanges(e *keys.AuditEntry) string {
 	fields := make([]string, 0, len(e.Changes))
 	for name := range e.Changes {
 		fields = append(fields, name)

@@ -8,6 +8,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/keyctl/keyctl/store"
+	"github.com/keyctl/keyctl/store/keys"
 )
 
 func newCompletionCmd() *cobra.Command {
@@ -61,7 +62,7 @@ func completeKeys(f *Factory, withRevoked bool) func(*cobra.Command, []string, s
 		}
 		var out []string
 		err := f.withStore(ctx, func(s store.Store) error {
-			keys, err := s.List(ctx, store.ListFilter{All: withRevoked})
+			keys, err := s.List(ctx, keys.ListFilter{All: withRevoked})
 			for _, k := range keys {
 				desc := fmt.Sprintf("%s %s %s", k.Masked(), k.Env, k.Status)
 				for _, c := range []string{k.Name, k.ID} {

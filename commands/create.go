@@ -9,11 +9,12 @@ import (
 
 	"github.com/keyctl/keyctl/apikey"
 	"github.com/keyctl/keyctl/store"
+	"github.com/keyctl/keyctl/store/keys"
 )
 
 // CreateOptions are the parsed flags of keyctl create.
 type CreateOptions struct {
-	Params      store.CreateParams
+	Params      keys.CreateParams
 	SecretFile  string
 	IfNotExists bool
 	Output      secretOutput
@@ -71,7 +72,7 @@ nothing and printing no secret.`,
 			}
 			p.Prefix = prefix
 			if name != "" {
-				if err := store.ValidateName(name); err != nil {
+				if err := keys.ValidateName(name); err != nil {
 					return flagErr("name", err)
 				}
 			}
@@ -129,9 +130,9 @@ nothing and printing no secret.`,
 func runCreate(ctx context.Context, f *Factory, opts *CreateOptions) error {
 	return f.withStore(ctx, func(s store.Store) error {
 		if opts.IfNotExists {
-			if k, err := s.Get(ctx, opts.Params.Name); err == nil && k.Status != store.Revoked {
+			if k, err := s.Get(ctx, opts.Params.Name); err == nil && k.Status != keys.Revoked {
 				return alreadyExists(f, k)
-			} else if err != nil && !errors.Is(err, store.ErrNotFound) {
+			} else if err != nil && !errors.Is(err, keys.ErrNotFound) {
 				return err
 			}
 		}
@@ -142,7 +143,7 @@ func runCreate(ctx context.Context, f *Factory, opts *CreateOptions) error {
 		k, secret, err := s.Create(ctx, opts.Params)
 		if err != nil {
 			file.abandon()
-			if opts.IfNotExists && errors.Is(err, store.ErrConflict) {
+			if opts.IfNotExists && errors.Is(err, keys.ErrConflict) {
 				// Created by another run since the check above.
 				if k, gerr := s.Get(ctx, opts.Params.Name); gerr == nil {
 					return alreadyExists(f, k)
@@ -160,7 +161,7 @@ func runCreate(ctx context.Context, f *Factory, opts *CreateOptions) error {
 	})
 }
 
-func alreadyExists(f *Factory, k *store.Key) error {
+func alreadyExists(f *Factory, k *keys.Key) error {
 	f.IO.Notef("keyctl: key %s (%s) already exists and is %s; nothing was created", k.Name, k.ID, k.Status)
 	return nil
 }

@@ -6,7 +6,7 @@ import (
 	"io"
 	"strings"
 
-	"github.com/keyctl/keyctl/store"
+	"github.com/keyctl/keyctl/store/keys"
 	"github.com/keyctl/keyctl/store/remote"
 )
 
@@ -69,11 +69,11 @@ func exitCode(err error) int {
 		return exitOK
 	case errors.As(err, &ee):
 		return ee.code
-	case errors.As(err, &ue), errors.Is(err, store.ErrInvalid):
+	case errors.As(err, &ue), errors.Is(err, keys.ErrInvalid):
 		return exitUsage
-	case errors.Is(err, store.ErrNotFound):
+	case errors.Is(err, keys.ErrNotFound):
 		return exitNotFound
-	case errors.Is(err, store.ErrRevoked), errors.Is(err, store.ErrConflict):
+	case errors.Is(err, keys.ErrRevoked), errors.Is(err, keys.ErrConflict):
 		return exitRefused
 	case errors.Is(err, remote.ErrUnauthorized):
 		// The request was not decided at all: a failure, like an
@@ -98,9 +98,9 @@ func printError(w io.Writer, err error) {
 	switch {
 	case errors.As(err, &he):
 		fmt.Fprintf(w, "keyctl: hint: %s\n", he.hint)
-	case errors.Is(err, store.ErrNotFound):
+	case errors.Is(err, keys.ErrNotFound):
 		fmt.Fprintln(w, "keyctl: hint: 'keyctl list --all' shows every key, revoked ones too")
-	case errors.Is(err, store.ErrRevoked):
+	case errors.Is(err, keys.ErrRevoked):
 		fmt.Fprintln(w, "keyctl: hint: revocation is permanent; create a new key instead")
 	case errors.Is(err, remote.ErrUnauthorized):
 		fmt.Fprintln(w, "keyctl: hint: the token (KEYCTL_TOKEN or --token-file) must be a live key on the server's database with a keyctl:* scope that allows this")
@@ -109,7 +109,7 @@ func printError(w io.Writer, err error) {
 
 // withHintIfConflict adds a hint to a name conflict.
 func withHintIfConflict(err error, hint string) error {
-	if errors.Is(err, store.ErrConflict) {
+	if errors.Is(err, keys.ErrConflict) {
 		return withHint(err, hint)
 	}
 	return err

@@ -14,6 +14,8 @@ import (
 
 	"github.com/keyctl/keyctl/output"
 	"github.com/keyctl/keyctl/store"
+	"github.com/keyctl/keyctl/store/keys"
+	"github.com/keyctl/keyctl/store/sqlite"
 )
 
 // Factory holds what commands share: streams, configuration, the clock and
@@ -36,7 +38,7 @@ func newFactory(io *output.IOStreams) *Factory {
 		// --db on the command line beats KEYCTL_SERVER, as any flag beats
 		// a variable; --server beats KEYCTL_DB.
 		if server := f.Config.GetString("server"); server != "" && !f.dbFlag {
-			return f.openRemote(server)
+			return f.openRemote(ctx, server)
 		}
 		return f.openLocal(ctx)
 	}
@@ -44,7 +46,7 @@ func newFactory(io *output.IOStreams) *Factory {
 }
 
 // openLocal opens the SQLite database the configuration names.
-func (f *Factory) openLocal(ctx context.Context) (*store.SQLite, error) {
+func (f *Factory) openLocal(ctx context.Context) (*sqlite.SQLite, error) {
 	path := f.Config.GetString("db")
 	if path == "" {
 		return nil, fmt.Errorf("no database: set --db or KEYCTL_DB")
@@ -71,7 +73,7 @@ func newConfig() *viper.Viper {
 	v.SetDefault("db", defaultDBPath())
 	v.SetDefault("output", "table")
 	v.SetDefault("prefix", "sk")
-	v.SetDefault("env", string(store.Development))
+	v.SetDefault("env", string(keys.Development))
 	return v
 }
 

@@ -7,7 +7,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/keyctl/keyctl/store"
+	"github.com/keyctl/keyctl/store/keys"
 )
 
 var daysRE = regexp.MustCompile(`^(\d+)d$`)
@@ -69,13 +69,13 @@ func parseScopes(flag string, values []string) ([]string, error) {
 			if s == "" {
 				continue
 			}
-			if err := store.ValidateScope(s); err != nil {
+			if err := keys.ValidateScope(s); err != nil {
 				return nil, flagErr(flag, err)
 			}
 			out = append(out, s)
 		}
 	}
-	return store.NormalizeSet(out), nil
+	return keys.NormalizeSet(out), nil
 }
 
 // parseIPs checks repeated, comma-separated IP and CIDR flags.
@@ -86,14 +86,14 @@ func parseIPs(flag string, values []string) ([]string, error) {
 			if strings.TrimSpace(s) == "" {
 				continue
 			}
-			ip, err := store.ParseAllowedIP(s)
+			ip, err := keys.ParseAllowedIP(s)
 			if err != nil {
 				return nil, flagErr(flag, err)
 			}
 			out = append(out, ip)
 		}
 	}
-	return store.NormalizeSet(out), nil
+	return keys.NormalizeSet(out), nil
 }
 
 // parseMeta parses repeated key=value flags.
@@ -123,19 +123,19 @@ func parseQuota(s string) (n *int64, unlimited bool, err error) {
 }
 
 // parseRateLimit accepts N/s, N/m, N/h, N/d or "none".
-func parseRateLimit(s string) (r *store.RateLimit, none bool, err error) {
+func parseRateLimit(s string) (r *keys.RateLimit, none bool, err error) {
 	if strings.EqualFold(s, "none") || strings.EqualFold(s, "unlimited") {
 		return nil, true, nil
 	}
-	r, err = store.ParseRateLimit(s)
+	r, err = keys.ParseRateLimit(s)
 	if err != nil {
 		return nil, false, flagErr("rate-limit", err)
 	}
 	return r, false, nil
 }
 
-func parseEnv(flag, s string) (store.Env, error) {
-	e, err := store.ParseEnv(s)
+func parseEnv(flag, s string) (keys.Env, error) {
+	e, err := keys.ParseEnv(s)
 	if err != nil {
 		return "", flagErr(flag, err)
 	}

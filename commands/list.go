@@ -7,11 +7,12 @@ import (
 
 	"github.com/keyctl/keyctl/output"
 	"github.com/keyctl/keyctl/store"
+	"github.com/keyctl/keyctl/store/keys"
 )
 
 // ListOptions are the parsed flags of keyctl list.
 type ListOptions struct {
-	Filter store.ListFilter
+	Filter keys.ListFilter
 	Format output.Format
 }
 
@@ -42,12 +43,12 @@ With -o json the output is an array of key objects.`,
 				}
 			}
 			if status != "" {
-				if flt.Status, err = store.ParseStatus(status); err != nil {
+				if flt.Status, err = keys.ParseStatus(status); err != nil {
 					return flagErr("status", err)
 				}
 			}
 			if scope != "" {
-				if err := store.ValidateScope(scope); err != nil {
+				if err := keys.ValidateScope(scope); err != nil {
 					return flagErr("scope", err)
 				}
 				flt.Scope = scope

@@ -2,7 +2,7 @@ package commands
 
 import (
 	"github.com/keyctl/keyctl/output"
-	"github.com/keyctl/keyctl/store"
+	"github.com/keyctl/keyctl/store/keys"
 )
 
 // printData writes v as JSON or YAML for scripts, or calls forPeople for
@@ -18,12 +18,12 @@ func printData(f *Factory, format output.Format, v any, forPeople func() error) 
 }
 
 // printKeys prints keys: a table, or an array.
-func printKeys(f *Factory, format output.Format, keys []*store.Key) error {
+func printKeys(f *Factory, format output.Format, keys []*keys.Key) error {
 	return printData(f, format, keys, func() error { return output.KeyTable(f.IO, keys, f.Now()) })
 }
 
 // printKey prints one key: labelled lines, or an object.
-func printKey(f *Factory, format output.Format, k *store.Key) error {
+func printKey(f *Factory, format output.Format, k *keys.Key) error {
 	return printData(f, format, k, func() error {
 		output.KeyDetails(f.IO, f.IO.Out, k, f.Now())
 		return nil

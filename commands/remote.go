@@ -1,24 +1,24 @@
 package commands
 
 import (
+	"context"
 	"fmt"
 	"os"
 	"strings"
 
 	"github.com/keyctl/keyctl/store"
-	"github.com/keyctl/keyctl/store/remote"
 )
 
 // openRemote returns the store of the keyctl server at serverURL (--server,
 // KEYCTL_SERVER), authenticated with the token from --token-file, else
 // KEYCTL_TOKEN, else the file KEYCTL_TOKEN_FILE or token_file in the config
 // names. A token is never a flag's value: other users can see command lines.
-func (f *Factory) openRemote(serverURL string) (store.Store, error) {
+func (f *Factory) openRemote(ctx context.Context, serverURL string) (store.Store, error) {
 	tok, err := f.remoteToken()
 	if err != nil {
 		return nil, err
 	}
-	return remote.New(serverURL, tok, nil)
+	return store.Open(ctx, serverURL, store.Options{Token: tok})
 }
 
 func (f *Factory) remoteToken() (string, error) {

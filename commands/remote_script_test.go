@@ -16,8 +16,9 @@ import (
 
 	"github.com/rogpeppe/go-internal/testscript"
 
-	"github.com/keyctl/keyctl/server/api"
+	"github.com/keyctl/keyctl/api"
 	"github.com/keyctl/keyctl/store"
+	"github.com/keyctl/keyctl/store/keys"
 )
 
 // TestScriptsRemote runs the same scripts in remote mode: each gets a real
@@ -110,8 +111,8 @@ func ownerToken(db string) (string, error) {
 		return "", err
 	}
 	defer st.Close()
-	_, token, err := st.Create(ctx, store.CreateParams{
-		Name: "ops", Scopes: []string{api.ScopeOwner}, Env: store.Development, Prefix: "sk",
+	_, token, err := st.Create(ctx, keys.CreateParams{
+		Name: "ops", Scopes: []string{api.ScopeOwner}, Env: keys.Development, Prefix: "sk",
 		Description: "the test harness's admin key",
 	})
 	if err != nil {

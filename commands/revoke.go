@@ -7,6 +7,7 @@ import (
 
 	"github.com/keyctl/keyctl/output"
 	"github.com/keyctl/keyctl/store"
+	"github.com/keyctl/keyctl/store/keys"
 )
 
 // RevokeOptions are the parsed flags of keyctl revoke.
@@ -45,7 +46,7 @@ its name is free for a new key. Revoking a revoked key is not an error.`,
 				if err != nil {
 					return err
 				}
-				if before.Status == store.Revoked {
+				if before.Status == keys.Revoked {
 					f.IO.Notef("Key %s (%s) was already revoked", k.Name, k.ID)
 				} else {
 					f.IO.Notef("Revoked key %s (%s)", k.Name, k.ID)

@@ -12,6 +12,7 @@ import (
 	"github.com/keyctl/keyctl/output"
 	"github.com/keyctl/keyctl/scan"
 	"github.com/keyctl/keyctl/store"
+	"github.com/keyctl/keyctl/store/keys"
 )
 
 // ScanOptions are the parsed flags of keyctl scan.
@@ -75,9 +76,9 @@ EXIT STATUS
 				return usagef("choose one of --revoke and --disable")
 			}
 			if revoke {
-				opts.Action = store.ActionRevoke
+				opts.Action = keys.ActionRevoke
 			} else if disable {
-				opts.Action = store.ActionDisable
+				opts.Action = keys.ActionDisable
 			}
 			if !cmd.Flags().Changed("max-size") && f.Config.IsSet("scan_max_size") {
 				maxSize = f.Config.GetString("scan_max_size")
@@ -153,23 +154,23 @@ func runScan(ctx context.Context, f *Factory, opts *ScanOptions) error {
 func lookUpFindings(ctx context.Context, f *Factory, found []scan.Finding, action string) ([]finding, error) {
 	out := make([]finding, 0, len(found))
 	err := f.withStore(ctx, func(s store.Store) error {
-		keys := map[string]*store.Key{} // by token; nil when unknown
+		byToken := map[string]*keys.Key{} // by token; nil when unknown
 		acted := map[string]string{}
 		for _, fd := range found {
-			k, seen := keys[fd.Token]
+			k, seen := byToken[fd.Token]
 			if !seen {
 				var err error
 				k, err = s.Find(ctx, fd.Token)
-				if err != nil && !errors.Is(err, store.ErrNotFound) {
+				if err != nil && !errors.Is(err, keys.ErrNotFound) {
 					return err
 				}
-				if k != nil && action != "" && k.Status != store.Revoked {
+				if k != nil && action != "" && k.Status != keys.Revoked {
 					where := fmt.Sprintf("found in %s:%d", fd.Path, fd.Line)
-					actx := store.WithNote(ctx, "leak response: "+where)
-					if action == store.ActionRevoke {
+					actx := keys.WithNote(ctx, "leak response: "+where)
+					if action == keys.ActionRevoke {
 						k, err = s.Revoke(actx, k.ID, "leaked: "+where)
 						acted[fd.Token] = "revoked"
-					} else if k.Status != store.Disabled {
+					} else if k.Status != keys.Disabled {
 						k, err = s.SetDisabled(actx, k.ID, true)
 						acted[fd.Token] = "disabled"
 					}
@@ -177,7 +178,7 @@ func lookUpFindings(ctx context.Context, f *Factory, found []scan.Finding, actio
 						return err
 					}
 				}
-				keys[fd.Token] = k
+				byToken[fd.Token] = k
 			}
 			r := finding{File: fd.Path, Line: fd.Line, Column: fd.Column, Start: fd.Masked(), Status: "unknown",
 				Action: acted[fd.Token]}
@@ -222,7 +223,7 @@ func scanSummary(f *Factory, stats scan.Stats, results []finding) error {
 		switch {
 		case !r.Known:
 			unknown++
-		case r.Status != string(store.Revoked):
+		case r.Status != string(keys.Revoked):
 			live++
 		}
 	}

@@ -9,7 +9,7 @@ import (
 	"time"
 
 	"github.com/keyctl/keyctl/output"
-	"github.com/keyctl/keyctl/store"
+	"github.com/keyctl/keyctl/store/keys"
 )
 
 // secretFile is a new file, made 0600 before any key is created, that will
@@ -56,7 +56,7 @@ func (s *secretFile) write(secret string) error {
 // issued is what create and rotate print: the key, its secret, and a line
 // saying what happened.
 type issued struct {
-	key      *store.Key
+	key      *keys.Key
 	secret   string
 	headline string // e.g. "Created key billing (key_...)"
 	notice   string // extra line for people, e.g. how long the old secret works
@@ -95,7 +95,7 @@ var envVarRE = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
 
 // keyWithSecret is the JSON and YAML form of an issued key.
 type keyWithSecret struct {
-	*store.Key
+	*keys.Key
 	Secret string `json:"secret,omitempty"`
 }
 

@@ -8,12 +8,13 @@ import (
 
 	"github.com/keyctl/keyctl/output"
 	"github.com/keyctl/keyctl/store"
+	"github.com/keyctl/keyctl/store/keys"
 )
 
 // UpdateOptions are the parsed flags of keyctl update.
 type UpdateOptions struct {
 	Ref    string
-	Params store.UpdateParams
+	Params keys.UpdateParams
 	Format output.Format
 }
 
@@ -43,7 +44,7 @@ updated (exit 4).
 			fl := cmd.Flags()
 			var err error
 			if fl.Changed("name") {
-				if err := store.ValidateName(name); err != nil {
+				if err := keys.ValidateName(name); err != nil {
 					return flagErr("name", err)
 				}
 				p.Name = &name

@@ -11,12 +11,13 @@ import (
 
 	"github.com/keyctl/keyctl/output"
 	"github.com/keyctl/keyctl/store"
+	"github.com/keyctl/keyctl/store/keys"
 )
 
 // UsageOptions are the parsed flags of keyctl usage.
 type UsageOptions struct {
 	Ref    string
-	Query  store.UsageQuery
+	Query  keys.UsageQuery
 	Format output.Format
 }
 
@@ -69,7 +70,7 @@ func runUsage(ctx context.Context, f *Factory, opts *UsageOptions) error {
 	})
 }
 
-func printUsageTables(f *Factory, rep *store.UsageReport) error {
+func printUsageTables(f *Factory, rep *keys.UsageReport) error {
 	io, now, k := f.IO, f.Now(), rep.Key
 	tty := io.IsStdoutTTY()
 	last := output.Time(k.LastUsedAt, now, tty, "never")
@@ -89,7 +90,7 @@ func printUsageTables(f *Factory, rep *store.UsageReport) error {
 	daily := make([][]string, 0, len(rep.Daily))
 	for _, d := range rep.Daily {
 		var parts []string
-		for _, c := range store.Codes {
+		for _, c := range keys.Codes {
 			if n := d.Codes[c]; n > 0 {
 				parts = append(parts, fmt.Sprintf("%s %d", c, n))
 			}

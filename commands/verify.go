@@ -17,19 +17,20 @@ import (
 	"github.com/keyctl/keyctl/apikey"
 	"github.com/keyctl/keyctl/output"
 	"github.com/keyctl/keyctl/store"
+	"github.com/keyctl/keyctl/store/keys"
 )
 
 // verifyExit maps each result code to its documented exit status.
-var verifyExit = map[store.Code]int{
-	store.Valid:         0,
-	store.Malformed:     10,
-	store.NotFound:      11,
-	store.CodeRevoked:   12,
-	store.CodeDisabled:  13,
-	store.CodeExpired:   14,
-	store.Forbidden:     15,
-	store.RateLimited:   16,
-	store.QuotaExceeded: 17,
+var verifyExit = map[keys.Code]int{
+	keys.Valid:         0,
+	keys.Malformed:     10,
+	keys.NotFound:      11,
+	keys.CodeRevoked:   12,
+	keys.CodeDisabled:  13,
+	keys.CodeExpired:   14,
+	keys.Forbidden:     15,
+	keys.RateLimited:   16,
+	keys.QuotaExceeded: 17,
 }
 
 // maxKeyInput bounds what verify reads: a longer input is not a key, and is
@@ -53,7 +54,7 @@ const verifyResultsHelp = `RESULTS
 
 // VerifyOptions are the parsed flags of keyctl verify.
 type VerifyOptions struct {
-	Request store.VerifyRequest
+	Request keys.VerifyRequest
 	Arg     string // the positional argument, if any ("-" is stdin)
 	FromEnv string
 	Offline bool
@@ -140,17 +141,17 @@ func runVerify(ctx context.Context, f *Factory, opts *VerifyOptions) error {
 		return err
 	}
 	opts.Request.Token = token
-	var res *store.VerifyResult
+	var res *keys.VerifyResult
 	switch {
 	case token == "":
-		res = store.NewResult(store.Malformed, "empty input: no key was given", nil)
+		res = keys.NewResult(keys.Malformed, "empty input: no key was given", nil)
 	case len(token) > maxKeyInput:
-		res = store.NewResult(store.Malformed, fmt.Sprintf("input longer than %d bytes is not a key", maxKeyInput), nil)
+		res = keys.NewResult(keys.Malformed, fmt.Sprintf("input longer than %d bytes is not a key", maxKeyInput), nil)
 	default:
 		if _, perr := apikey.Parse(token); perr != nil {
-			res = store.MalformedResult()
+			res = keys.MalformedResult()
 		} else if opts.Offline {
-			res = store.NewResult(store.Valid, "well-formed and its checksum holds (checked offline, without any database)", nil)
+			res = keys.NewResult(keys.Valid, "well-formed and its checksum holds (checked offline, without any database)", nil)
 		}
 	}
 	if res == nil {
@@ -165,7 +166,7 @@ func runVerify(ctx context.Context, f *Factory, opts *VerifyOptions) error {
 	if err := printVerify(f, opts, res); err != nil {
 		return err
 	}
-	if res.Code == store.Valid {
+	if res.Code == keys.Valid {
 		return nil
 	}
 	return &exitError{code: verifyExit[res.Code]}
@@ -206,7 +207,7 @@ func readLimited(r io.Reader) (string, error) {
 	return strings.TrimSpace(string(b)), nil
 }
 
-func printVerify(f *Factory, opts *VerifyOptions, res *store.VerifyResult) error {
+func printVerify(f *Factory, opts *VerifyOptions, res *keys.VerifyResult) error {
 	if opts.Quiet {
 		return nil
 	}
@@ -214,7 +215,7 @@ func printVerify(f *Factory, opts *VerifyOptions, res *store.VerifyResult) error
 		label := strings.ToLower(strings.ReplaceAll(string(res.Code), "_", " "))
 		k := res.Key
 		switch {
-		case res.Code == store.Valid && k != nil:
+		case res.Code == keys.Valid && k != nil:
 			f.IO.Notef("keyctl: valid: %s (%s) scopes %s env %s", k.Name, k.ID, strings.Join(k.Scopes, ","), k.Env)
 		case k != nil:
 			f.IO.Notef("keyctl: %s: %s (%s): %s", label, k.Name, k.ID, res.Reason)

@@ -8,11 +8,10 @@ import (
 	"strings"
 	"time"
 
+	"github.com/keyctl/keyctl/store/keys"
 	"github.com/olekukonko/tablewriter"
 	"github.com/olekukonko/tablewriter/renderer"
 	"github.com/olekukonko/tablewriter/tw"
-
-	"github.com/keyctl/keyctl/store"
 )
 
 // WriteTable writes a plain, borderless table (gh style): an upper-case
@@ -50,15 +49,15 @@ func WriteTable(w io.Writer, header []string, rows [][]string) error {
 	return nil
 }
 
-var statusColors = map[store.Status]string{
-	store.Active:   "\x1b[32m", // green
-	store.Disabled: "\x1b[33m", // yellow
-	store.Expired:  "\x1b[31m", // red
-	store.Revoked:  "\x1b[31m",
+var statusColors = map[keys.Status]string{
+	keys.Active:   "\x1b[32m", // green
+	keys.Disabled: "\x1b[33m", // yellow
+	keys.Expired:  "\x1b[31m", // red
+	keys.Revoked:  "\x1b[31m",
 }
 
 // Status renders a status, coloured when colour is on.
-func (s *IOStreams) Status(st store.Status) string {
+func (s *IOStreams) Status(st keys.Status) string {
 	if !s.color {
 		return string(st)
 	}
@@ -66,7 +65,7 @@ func (s *IOStreams) Status(st store.Status) string {
 }
 
 // KeyTable prints keys as a table for people.
-func KeyTable(s *IOStreams, keys []*store.Key, now time.Time) error {
+func KeyTable(s *IOStreams, keys []*keys.Key, now time.Time) error {
 	if len(keys) == 0 {
 		if s.IsStdoutTTY() {
 			fmt.Fprintln(s.ErrOut, "no keys match")
@@ -93,7 +92,7 @@ func joinOr(items []string, none string) string {
 }
 
 // KeyDetails prints one key as labelled lines for people.
-func KeyDetails(s *IOStreams, w io.Writer, k *store.Key, now time.Time) {
+func KeyDetails(s *IOStreams, w io.Writer, k *keys.Key, now time.Time) {
 	tty := s.IsStdoutTTY()
 	when := func(t *time.Time, unset string) string {
 		v := Time(t, now, tty, unset)
@@ -147,7 +146,7 @@ func KeyDetails(s *IOStreams, w io.Writer, k *store.Key, now time.Time) {
 	}
 }
 
-func quota(k *store.Key) string {
+func quota(k *keys.Key) string {
 	if k.QuotaRemaining == nil {
 		return "unlimited"
 	}

@@ -5,17 +5,17 @@ import (
 	"testing"
 	"time"
 
-	"github.com/keyctl/keyctl/store"
+	"github.com/keyctl/keyctl/store/keys"
 )
 
-func testKeys(now time.Time) []*store.Key {
+func testKeys(now time.Time) []*keys.Key {
 	exp := now.Add(72 * time.Hour)
 	used := now.Add(-90 * time.Minute)
-	return []*store.Key{
+	return []*keys.Key{
 		{Name: "billing", ID: "key_AAAAAAAAAAAAAAAA", Start: "sk_live_AbCd1234", Scopes: []string{"proxy", "sdk"},
-			Env: store.Production, Status: store.Active, ExpiresAt: &exp, LastUsedAt: &used, CreatedAt: now.Add(-72 * time.Hour)},
-		{Name: "old", ID: "key_BBBBBBBBBBBBBBBB", Start: "sk_test_ZyXw9876", Env: store.Development,
-			Status: store.Revoked, CreatedAt: now.Add(-400 * 24 * time.Hour)},
+			Env: keys.Production, Status: keys.Active, ExpiresAt: &exp, LastUsedAt: &used, CreatedAt: now.Add(-72 * time.Hour)},
+		{Name: "old", ID: "key_BBBBBBBBBBBBBBBB", Start: "sk_test_ZyXw9876", Env: keys.Development,
+			Status: keys.Revoked, CreatedAt: now.Add(-400 * 24 * time.Hour)},
 	}
 }
 

@@ -6,9 +6,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/keyctl/keyctl/api"
 	"github.com/keyctl/keyctl/apikey"
-	"github.com/keyctl/keyctl/server/api"
-	"github.com/keyctl/keyctl/store"
+	"github.com/keyctl/keyctl/store/keys"
 )
 
 // TestAccessTable checks every route against every kind of token: each row
@@ -22,7 +22,7 @@ func TestAccessTable(t *testing.T) {
 		need         string // the scope that allows it
 	}
 	target := func() string {
-		k, _ := ts.mint(store.CreateParams{Scopes: []string{"sdk"}})
+		k, _ := ts.mint(keys.CreateParams{Scopes: []string{"sdk"}})
 		return k.ID
 	}
 	routes := func() []route {
@@ -81,23 +81,23 @@ func TestAccessTable(t *testing.T) {
 // does not allow 403.
 func TestTokensThatMayNotBeUsed(t *testing.T) {
 	ts := start(t)
-	admin := func(p store.CreateParams) (*store.Key, string) {
+	admin := func(p keys.CreateParams) (*keys.Key, string) {
 		p.Scopes = []string{api.ScopeAdmin}
 		return ts.mint(p)
 	}
-	revoked, revokedTok := admin(store.CreateParams{})
+	revoked, revokedTok := admin(keys.CreateParams{})
 	if _, err := ts.st.Revoke(t.Context(), revoked.ID, "gone"); err != nil {
 		t.Fatal(err)
 	}
-	disabled, disabledTok := admin(store.CreateParams{})
+	disabled, disabledTok := admin(keys.CreateParams{})
 	if _, err := ts.st.SetDisabled(t.Context(), disabled.ID, true); err != nil {
 		t.Fatal(err)
 	}
 	exp := ts.clock.Now().Add(time.Hour)
-	_, expiredTok := admin(store.CreateParams{ExpiresAt: &exp})
-	_, spentTok := admin(store.CreateParams{Quota: new(int64)})
-	_, limitedTok := admin(store.CreateParams{RateLimit: &store.RateLimit{Count: 1, Unit: "hour"}})
-	_, elsewhereTok := admin(store.CreateParams{AllowedIPs: []string{"192.0.2.1"}})
+	_, expiredTok := admin(keys.CreateParams{ExpiresAt: &exp})
+	_, spentTok := admin(keys.CreateParams{Quota: new(int64)})
+	_, limitedTok := admin(keys.CreateParams{RateLimit: &keys.RateLimit{Count: 1, Unit: "hour"}})
+	_, elsewhereTok := admin(keys.CreateParams{AllowedIPs: []string{"192.0.2.1"}})
 	ts.clock.Advance(2 * time.Hour)
 	unknown, err := apikey.New("sk", apikey.TagTest)
 	if err != nil {

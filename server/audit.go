@@ -1,11 +1,11 @@
 package server
 
 import (
-	"context"
 	"net/http"
 	"time"
 
 	"github.com/keyctl/keyctl/store"
+	"github.com/keyctl/keyctl/store/keys"
 )
 
 // audit lists the audit trail: GET /v1/audit?key=&action=&since=&actor=&limit=
@@ -15,9 +15,9 @@ func (s *Server) audit(w http.ResponseWriter, r *http.Request, _ *caller) {
 		s.fail(w, r, err)
 		return
 	}
-	f := store.AuditFilter{Key: q.Get("key"), Actor: q.Get("actor")}
+	f := keys.AuditFilter{Key: q.Get("key"), Actor: q.Get("actor")}
 	if a := q.Get("action"); a != "" {
-		if !store.ValidAction(a) {
+		if !keys.ValidAction(a) {
 			s.fail(w, r, badParam("action", a, "an audit action"))
 			return
 		}
@@ -55,13 +55,11 @@ func (s *Server) verifyAudit(w http.ResponseWriter, r *http.Request, _ *caller) 
 // recordDenied audits an admin call refused for lack of scope, when the
 // store keeps such records.
 func (s *Server) recordDenied(r *http.Request, c *caller, scope string) {
-	d, ok := s.store.(interface {
-		RecordDenied(ctx context.Context, attempted, ref, required string) error
-	})
+	d, ok := s.store.(store.DenialRecorder)
 	if !ok || c == nil {
 		return
 	}
-	ctx := store.WithActor(r.Context(), actorOf(c))
+	ctx := keys.WithActor(r.Context(), actorOf(c))
 	if err := d.RecordDenied(ctx, r.Pattern, r.PathValue("id"), scope); err != nil {
 		s.errLog.Error("auditing a refused call", "err", err)
 	}

@@ -5,8 +5,8 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/keyctl/keyctl/server/api"
-	"github.com/keyctl/keyctl/store"
+	"github.com/keyctl/keyctl/api"
+	"github.com/keyctl/keyctl/store/keys"
 )
 
 func TestAuditThroughTheAPI(t *testing.T) {
@@ -22,7 +22,7 @@ func TestAuditThroughTheAPI(t *testing.T) {
 	})
 	want(t, r, 200, "")
 
-	var entries []store.AuditEntry
+	var entries []keys.AuditEntry
 	r = ts.call("GET", "/v1/audit?key=audited", ts.tok["read"], nil)
 	want(t, r, 200, "")
 	r.decode(t, &entries)
@@ -59,7 +59,7 @@ func TestAuditThroughTheAPI(t *testing.T) {
 	want(t, ts.call("GET", "/v1/audit", ts.tok["verify"], nil), 403, api.CodeForbidden)
 	want(t, ts.call("GET", "/v1/audit", "", nil), 401, api.CodeUnauthorized)
 
-	var check store.AuditCheck
+	var check keys.AuditCheck
 	r = ts.call("GET", "/v1/audit/verify", ts.tok["read"], nil)
 	want(t, r, 200, "")
 	r.decode(t, &check)

@@ -7,13 +7,13 @@ import (
 	"strings"
 	"time"
 
-	"github.com/keyctl/keyctl/server/api"
-	"github.com/keyctl/keyctl/store"
+	"github.com/keyctl/keyctl/api"
+	"github.com/keyctl/keyctl/store/keys"
 )
 
 // caller is the key a request authenticated with.
 type caller struct {
-	key *store.Key
+	key *keys.Key
 	ip  netip.Addr
 }
 
@@ -72,17 +72,17 @@ func (s *Server) authed(scope string, h authedFunc) http.Handler {
 			s.fail(w, r, err)
 			return
 		}
-		ctx := store.WithActor(r.Context(), actorOf(c))
+		ctx := keys.WithActor(r.Context(), actorOf(c))
 		if note := r.Header.Get(api.NoteHeader); note != "" {
-			ctx = store.WithNote(ctx, note)
+			ctx = keys.WithNote(ctx, note)
 		}
 		h(w, r.WithContext(ctx), c)
 	})
 }
 
 // actorOf is who acts, for the audit trail: the caller's key and address.
-func actorOf(c *caller) store.Actor {
-	return store.Actor{Kind: "key", ID: c.key.ID, Name: c.key.Name, Address: addrString(c.ip)}
+func actorOf(c *caller) keys.Actor {
+	return keys.Actor{Kind: "key", ID: c.key.ID, Name: c.key.Name, Address: addrString(c.ip)}
 }
 
 func addrString(a netip.Addr) string {
@@ -108,30 +108,30 @@ func (s *Server) authenticate(r *http.Request) (*caller, error) {
 
 // authRequest verifies a token as any key's use: it spends one unit of
 // quota and counts against the rate limit and the address allowlist.
-func authRequest(tok string, ip netip.Addr) store.VerifyRequest {
-	return store.VerifyRequest{Token: tok, IP: ip, Cost: 1}
+func authRequest(tok string, ip netip.Addr) keys.VerifyRequest {
+	return keys.VerifyRequest{Token: tok, IP: ip, Cost: 1}
 }
 
 // callerOf judges a token's verification. A key that is not valid is 401,
 // except that one over its rate limit is 429 and one used from an address it
 // does not allow is 403. A caller is returned whenever the token names a key,
 // for the access log.
-func (s *Server) callerOf(res *store.VerifyResult, ip netip.Addr) (*caller, error) {
+func (s *Server) callerOf(res *keys.VerifyResult, ip netip.Addr) (*caller, error) {
 	s.metrics.authentications.WithLabelValues(string(res.Code)).Inc()
 	var c *caller
 	if res.Key != nil {
 		c = &caller{key: res.Key, ip: ip}
 	}
 	switch res.Code {
-	case store.Valid:
+	case keys.Valid:
 		return c, nil
-	case store.RateLimited:
+	case keys.RateLimited:
 		e := errorf(http.StatusTooManyRequests, api.CodeRateLimited, "the token's key is over its rate limit: %s", res.Reason)
 		if res.RetryAt != nil {
 			e.retryAfter = max(1, int(time.Until(*res.RetryAt).Seconds()+0.999))
 		}
 		return c, e
-	case store.Forbidden:
+	case keys.Forbidden:
 		return c, errorf(http.StatusForbidden, api.CodeForbidden, "the token may not be used: %s", res.Reason)
 	}
 	return c, unauthorized("the token was refused (%s): %s", strings.ToLower(string(res.Code)), res.Reason)

@@ -6,6 +6,7 @@ import (
 	"sync"
 
 	"github.com/keyctl/keyctl/store"
+	"github.com/keyctl/keyctl/store/keys"
 )
 
 // maxBatch bounds how many verifications share one transaction.
@@ -15,18 +16,16 @@ const maxBatch = 256
 var errClosed = errors.New("the server is shutting down")
 
 // verifyBatchFunc verifies requests together, each as if alone.
-type verifyBatchFunc func(ctx context.Context, reqs []store.VerifyRequest) ([]*store.VerifyResult, error)
+type verifyBatchFunc func(ctx context.Context, reqs []keys.VerifyRequest) ([]*keys.VerifyResult, error)
 
 // batchVerifier is the store's VerifyBatch when it has one (SQLite: one
 // transaction, one commit for the lot), else Verify for each request.
 func batchVerifier(st store.Store) verifyBatchFunc {
-	if b, ok := st.(interface {
-		VerifyBatch(context.Context, []store.VerifyRequest) ([]*store.VerifyResult, error)
-	}); ok {
+	if b, ok := st.(store.BatchVerifier); ok {
 		return b.VerifyBatch
 	}
-	return func(ctx context.Context, reqs []store.VerifyRequest) ([]*store.VerifyResult, error) {
-		out := make([]*store.VerifyResult, len(reqs))
+	return func(ctx context.Context, reqs []keys.VerifyRequest) ([]*keys.VerifyResult, error) {
+		out := make([]*keys.VerifyResult, len(reqs))
 		for i, req := range reqs {
 			res, err := st.Verify(ctx, req)
 			if err != nil {
@@ -42,7 +41,7 @@ func batchVerifier(st store.Store) verifyBatchFunc {
 // whatever is queued, verifies it in one call, and hands each result back.
 // Under load the commit is shared; alone, a request waits for no one. It
 // takes the verifications that must be exact (those that spend quota or
-// rate limit), and all of them when the store has no Checker.
+// rate limit), and all of them when the store has no fast path.
 type batcher struct {
 	verify  verifyBatchFunc
 	metrics *metrics
@@ -54,8 +53,8 @@ type batcher struct {
 }
 
 type pending struct {
-	req  store.VerifyRequest
-	res  *store.VerifyResult
+	req  keys.VerifyRequest
+	res  *keys.VerifyResult
 	err  error
 	done chan struct{}
 }
@@ -67,7 +66,7 @@ func newBatcher(verify verifyBatchFunc, m *metrics) *batcher {
 }
 
 // do verifies req in the next batch.
-func (b *batcher) do(ctx context.Context, req store.VerifyRequest) (*store.VerifyResult, error) {
+func (b *batcher) do(ctx context.Context, req keys.VerifyRequest) (*keys.VerifyResult, error) {
 	p, err := b.submit(ctx, &pending{req: req})
 	if err != nil {
 		return nil, err
@@ -125,7 +124,7 @@ func (b *batcher) step(jobs []*pending) {
 	if len(jobs) == 0 {
 		return
 	}
-	reqs := make([]store.VerifyRequest, len(jobs))
+	reqs := make([]keys.VerifyRequest, len(jobs))
 	for i, p := range jobs {
 		reqs[i] = p.req
 	}
@@ -141,7 +140,7 @@ func (b *batcher) step(jobs []*pending) {
 	}
 	for i, p := range jobs {
 		if len(jobs) > 1 {
-			var one []*store.VerifyResult
+			var one []*keys.VerifyResult
 			if one, err = b.verify(context.Background(), reqs[i:i+1]); err == nil {
 				p.res = one[0]
 				continue

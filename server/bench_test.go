@@ -13,8 +13,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/keyctl/keyctl/server/api"
+	"github.com/keyctl/keyctl/api"
 	"github.com/keyctl/keyctl/store"
+	"github.com/keyctl/keyctl/store/keys"
 )
 
 // benchConns is the number of concurrent keep-alive connections.
@@ -35,7 +36,7 @@ func BenchmarkVerifyThroughput(b *testing.B) {
 	}
 	defer st.Close()
 	mint := func(scope string) string {
-		_, tok, err := st.Create(ctx, store.CreateParams{Scopes: []string{scope}, Env: store.Production, Prefix: "sk"})
+		_, tok, err := st.Create(ctx, keys.CreateParams{Scopes: []string{scope}, Env: keys.Production, Prefix: "sk"})
 		if err != nil {
 			b.Fatal(err)
 		}

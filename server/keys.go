@@ -4,9 +4,9 @@ import (
 	"net/http"
 	"time"
 
+	"github.com/keyctl/keyctl/api"
 	"github.com/keyctl/keyctl/apikey"
-	"github.com/keyctl/keyctl/server/api"
-	"github.com/keyctl/keyctl/store"
+	"github.com/keyctl/keyctl/store/keys"
 )
 
 // maxGrace bounds a rotation's grace period (and keeps it a Duration).
@@ -18,13 +18,13 @@ func (s *Server) createKey(w http.ResponseWriter, r *http.Request, c *caller) {
 		s.fail(w, r, err)
 		return
 	}
-	p := store.CreateParams{
-		Name: req.Name, Description: req.Description, Scopes: req.Scopes, Env: store.Development,
+	p := keys.CreateParams{
+		Name: req.Name, Description: req.Description, Scopes: req.Scopes, Env: keys.Development,
 		Prefix: apikey.DefaultPrefix, ExpiresAt: req.ExpiresAt, AllowedIPs: req.AllowedIPs,
 		Quota: req.Quota, RateLimit: req.RateLimit, Metadata: req.Metadata,
 	}
 	if req.Env != "" {
-		env, err := store.ParseEnv(req.Env)
+		env, err := keys.ParseEnv(req.Env)
 		if err != nil {
 			s.fail(w, r, errorf(http.StatusBadRequest, api.CodeInvalidRequest, "%s", err))
 			return
@@ -52,7 +52,7 @@ func (s *Server) getKey(w http.ResponseWriter, r *http.Request, _ *caller) {
 	s.answerKey(w, r, k, err)
 }
 
-func (s *Server) answerKey(w http.ResponseWriter, r *http.Request, k *store.Key, err error) {
+func (s *Server) answerKey(w http.ResponseWriter, r *http.Request, k *keys.Key, err error) {
 	if err != nil {
 		s.fail(w, r, err)
 		return
@@ -157,7 +157,7 @@ func (s *Server) keyUsage(w http.ResponseWriter, r *http.Request, _ *caller) {
 		s.fail(w, r, err)
 		return
 	}
-	var uq store.UsageQuery
+	var uq keys.UsageQuery
 	if v := q.Get("since"); v != "" {
 		if uq.Since, err = time.Parse(time.RFC3339, v); err != nil {
 			s.fail(w, r, badParam("since", v, "an RFC 3339 time"))

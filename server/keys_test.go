@@ -8,9 +8,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/keyctl/keyctl/api"
 	"github.com/keyctl/keyctl/apikey"
-	"github.com/keyctl/keyctl/server/api"
-	"github.com/keyctl/keyctl/store"
+	"github.com/keyctl/keyctl/store/keys"
 )
 
 func TestCreate(t *testing.T) {
@@ -20,12 +20,12 @@ func TestCreate(t *testing.T) {
 	r := ts.call("POST", "/v1/keys", admin, api.CreateRequest{
 		Name: "billing", Description: "billing service", Scopes: []string{"sdk", "proxy"}, Env: "prod",
 		Prefix: "acme", ExpiresAt: &exp, AllowedIPs: []string{"10.0.0.0/8"}, Quota: ptr(int64(5)),
-		RateLimit: &store.RateLimit{Count: 10, Unit: "second"}, Metadata: map[string]string{"team": "pay"},
+		RateLimit: &keys.RateLimit{Count: 10, Unit: "second"}, Metadata: map[string]string{"team": "pay"},
 	})
 	want(t, r, http.StatusCreated, "")
 	var k api.IssuedKey
 	r.decode(t, &k)
-	if k.Name != "billing" || k.Env != store.Production || !strings.HasPrefix(k.Secret, "acme_live_") ||
+	if k.Name != "billing" || k.Env != keys.Production || !strings.HasPrefix(k.Secret, "acme_live_") ||
 		!slices.Equal(k.Scopes, []string{"proxy", "sdk"}) || *k.Quota != 5 || k.Metadata["team"] != "pay" {
 		t.Fatalf("created %+v", k.Key)
 	}
@@ -50,7 +50,7 @@ func TestCreate(t *testing.T) {
 	r = ts.call("POST", "/v1/keys", admin, `{}`)
 	want(t, r, http.StatusCreated, "")
 	r.decode(t, &k)
-	if k.Env != store.Development || !strings.HasPrefix(k.Secret, "sk_test_") || k.Name == "" {
+	if k.Env != keys.Development || !strings.HasPrefix(k.Secret, "sk_test_") || k.Name == "" {
 		t.Fatalf("defaults: %+v", k.Key)
 	}
 
@@ -102,7 +102,7 @@ func TestGetByIDOrName(t *testing.T) {
 	for _, ref := range []string{ts.keys["plain"].ID, "plain"} {
 		r := ts.call("GET", "/v1/keys/"+ref, ts.tok["read"], nil)
 		want(t, r, 200, "")
-		var k store.Key
+		var k keys.Key
 		r.decode(t, &k)
 		if k.ID != ts.keys["plain"].ID {
 			t.Fatalf("GET %s: %s", ref, k.ID)
@@ -119,9 +119,9 @@ func TestList(t *testing.T) {
 	ts := start(t)
 	read := ts.tok["read"]
 	for i := range 5 {
-		ts.mint(store.CreateParams{Name: fmt.Sprintf("k%d", i), Scopes: []string{"page"}, Env: store.Staging})
+		ts.mint(keys.CreateParams{Name: fmt.Sprintf("k%d", i), Scopes: []string{"page"}, Env: keys.Staging})
 	}
-	gone, _ := ts.mint(store.CreateParams{Name: "gone", Scopes: []string{"page"}})
+	gone, _ := ts.mint(keys.CreateParams{Name: "gone", Scopes: []string{"page"}})
 	ts.st.Revoke(t.Context(), gone.ID, "")
 
 	var names []string
@@ -141,7 +141,7 @@ func TestList(t *testing.T) {
 		}
 		// A key created between pages does not disturb the next one.
 		if pages == 1 {
-			ts.mint(store.CreateParams{Name: "late", Scopes: []string{"page"}})
+			ts.mint(keys.CreateParams{Name: "late", Scopes: []string{"page"}})
 		}
 		path = "/v1/keys?scope=page&limit=2&cursor=" + page.NextCursor
 	}
@@ -188,7 +188,7 @@ func TestUpdate(t *testing.T) {
 		SetMetadata: map[string]string{"o": "p"}, AddAllowedIPs: []string{"10.0.0.0/8"},
 	})
 	want(t, r, 200, "")
-	var k store.Key
+	var k keys.Key
 	r.decode(t, &k)
 	if k.Description != "new" || !slices.Equal(k.Scopes, []string{"b"}) || *k.QuotaRemaining != 3 || k.Metadata["o"] != "p" {
 		t.Fatalf("updated %+v", k)
@@ -219,18 +219,18 @@ func TestRotate(t *testing.T) {
 	if k.Secret == "" || k.Secret == old || k.RotatedAt == nil || k.ID != ts.keys["plain"].ID {
 		t.Fatalf("rotated %+v", k)
 	}
-	verify := func(tok string) store.Code {
+	verify := func(tok string) keys.Code {
 		r := ts.call("POST", "/v1/verify", ts.tok["verify"], api.VerifyRequest{Key: tok})
 		want(t, r, 200, "")
-		var res store.VerifyResult
+		var res keys.VerifyResult
 		r.decode(t, &res)
 		return res.Code
 	}
-	if verify(old) != store.Valid || verify(k.Secret) != store.Valid {
+	if verify(old) != keys.Valid || verify(k.Secret) != keys.Valid {
 		t.Fatal("during the grace period both secrets work")
 	}
 	ts.clock.Advance(2 * time.Hour)
-	if verify(old) != store.CodeRevoked {
+	if verify(old) != keys.CodeRevoked {
 		t.Fatal("after the grace period the old secret works")
 	}
 	// No body, or an empty one: the old secret stops at once.
@@ -248,15 +248,15 @@ func TestRevokeDisableEnable(t *testing.T) {
 	admin := ts.tok["admin"]
 	r := ts.call("POST", "/v1/keys/plain/disable", admin, nil)
 	want(t, r, 200, "")
-	var k store.Key
+	var k keys.Key
 	r.decode(t, &k)
-	if k.Status != store.Disabled {
+	if k.Status != keys.Disabled {
 		t.Fatalf("disabled: %s", k.Status)
 	}
 	r = ts.call("POST", "/v1/keys/plain/enable", admin, `{}`)
 	want(t, r, 200, "")
 	r.decode(t, &k)
-	if k.Status != store.Active {
+	if k.Status != keys.Active {
 		t.Fatalf("enabled: %s", k.Status)
 	}
 	want(t, ts.call("POST", "/v1/keys/plain/disable", admin, `{"why": "x"}`), 400, api.CodeInvalidJSON)
@@ -266,7 +266,7 @@ func TestRevokeDisableEnable(t *testing.T) {
 	r = ts.call("POST", "/v1/keys/plain/revoke", admin, api.RevokeRequest{Reason: "leaked"})
 	want(t, r, 200, "")
 	r.decode(t, &k)
-	if k.Status != store.Revoked || k.RevokeReason != "leaked" {
+	if k.Status != keys.Revoked || k.RevokeReason != "leaked" {
 		t.Fatalf("revoked: %+v", k)
 	}
 	r = ts.call("POST", "/v1/keys/"+k.ID+"/revoke", admin, api.RevokeRequest{Reason: "again"})
@@ -286,7 +286,7 @@ func TestUsageAndLookup(t *testing.T) {
 	}
 	r := ts.call("GET", "/v1/keys/plain/usage?limit=2", ts.tok["read"], nil)
 	want(t, r, 200, "")
-	var rep store.UsageReport
+	var rep keys.UsageReport
 	r.decode(t, &rep)
 	if rep.Key.UsageCount != 3 || len(rep.Events) != 2 || rep.Events[0].IP != "192.0.2.9" || rep.Daily[0].Total != 3 {
 		t.Fatalf("usage %+v", rep)
@@ -304,7 +304,7 @@ func TestUsageAndLookup(t *testing.T) {
 
 	r = ts.call("POST", "/v1/keys/lookup", ts.tok["read"], api.KeyRequest{Key: ts.tok["plain"]})
 	want(t, r, 200, "")
-	var k store.Key
+	var k keys.Key
 	r.decode(t, &k)
 	if k.Name != "plain" || k.UsageCount != 3 {
 		t.Fatalf("lookup %+v (a lookup records no use)", k)

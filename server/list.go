@@ -8,8 +8,8 @@ import (
 	"strconv"
 	"time"
 
-	"github.com/keyctl/keyctl/server/api"
-	"github.com/keyctl/keyctl/store"
+	"github.com/keyctl/keyctl/api"
+	"github.com/keyctl/keyctl/store/keys"
 )
 
 // Page sizes of GET /v1/keys.
@@ -38,7 +38,7 @@ func (s *Server) listKeys(w http.ResponseWriter, r *http.Request, _ *caller) {
 		s.fail(w, r, err)
 		return
 	}
-	every, err := s.store.List(r.Context(), store.ListFilter{All: true})
+	every, err := s.store.List(r.Context(), keys.ListFilter{All: true})
 	if err != nil {
 		s.fail(w, r, err)
 		return
@@ -50,7 +50,7 @@ func (s *Server) listKeys(w http.ResponseWriter, r *http.Request, _ *caller) {
 			return
 		}
 	}
-	page := api.KeyList{Keys: []*store.Key{}}
+	page := api.KeyList{Keys: []*keys.Key{}}
 	now := s.now()
 	for _, k := range every[start:] {
 		if !f.Match(k, now) {
@@ -65,10 +65,10 @@ func (s *Server) listKeys(w http.ResponseWriter, r *http.Request, _ *caller) {
 	writeJSON(w, http.StatusOK, page)
 }
 
-func cursorOf(k *store.Key) string { return base64.RawURLEncoding.EncodeToString([]byte(k.ID)) }
+func cursorOf(k *keys.Key) string { return base64.RawURLEncoding.EncodeToString([]byte(k.ID)) }
 
 // after returns the index that follows the key cursor names in keys.
-func after(keys []*store.Key, cursor string) (int, error) {
+func after(keys []*keys.Key, cursor string) (int, error) {
 	id, err := base64.RawURLEncoding.DecodeString(cursor)
 	if err == nil {
 		for i, k := range keys {
@@ -122,21 +122,21 @@ func (q query) intIn(name string, lo, hi, def int) (int, error) {
 
 // filter reads the list filters: env, status, scope, all, and expiring and
 // unused in seconds.
-func (q query) filter() (store.ListFilter, error) {
-	var f store.ListFilter
+func (q query) filter() (keys.ListFilter, error) {
+	var f keys.ListFilter
 	var err error
 	if v := q.Get("env"); v != "" {
-		if f.Env, err = store.ParseEnv(v); err != nil {
+		if f.Env, err = keys.ParseEnv(v); err != nil {
 			return f, badParam("env", v, "an environment (production, staging, development)")
 		}
 	}
 	if v := q.Get("status"); v != "" {
-		if f.Status, err = store.ParseStatus(v); err != nil {
+		if f.Status, err = keys.ParseStatus(v); err != nil {
 			return f, badParam("status", v, "a status (active, disabled, revoked, expired)")
 		}
 	}
 	if v := q.Get("scope"); v != "" {
-		if err := store.ValidateScope(v); err != nil {
+		if err := keys.ValidateScope(v); err != nil {
 			return f, badParam("scope", v, "a scope")
 		}
 		f.Scope = v

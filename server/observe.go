@@ -11,8 +11,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
-	"github.com/keyctl/keyctl/server/api"
-	"github.com/keyctl/keyctl/store"
+	"github.com/keyctl/keyctl/api"
+	"github.com/keyctl/keyctl/store/keys"
 )
 
 // metrics are the server's Prometheus metrics.
@@ -49,7 +49,7 @@ func newMetrics(reg *prometheus.Registry) *metrics {
 			Buckets: []float64{1, 2, 4, 8, 16, 32, 64, 128, 256},
 		}),
 	}
-	for _, c := range store.Codes {
+	for _, c := range keys.Codes {
 		m.verifications.WithLabelValues(string(c))
 		m.authentications.WithLabelValues(string(c))
 	}

@@ -1,16 +1,12 @@
 package server
 
 import (
-	_ "embed"
 	"net/http"
-)
 
-// OpenAPI is the API's OpenAPI 3.1 document, served at /v1/openapi.json.
-//
-//go:embed openapi.json
-var OpenAPI []byte
+	"github.com/keyctl/keyctl/api"
+)
 
 func serveOpenAPI(w http.ResponseWriter, _ *http.Request) {
 	w.Header().Set("Content-Type", "application/json")
-	w.Write(OpenAPI)
+	w.Write(api.OpenAPI)
 }

@@ -9,8 +9,8 @@ import (
 	"strconv"
 	"strings"
 
-	"github.com/keyctl/keyctl/server/api"
-	"github.com/keyctl/keyctl/store"
+	"github.com/keyctl/keyctl/api"
+	"github.com/keyctl/keyctl/store/keys"
 )
 
 // writeJSON answers with v as JSON.
@@ -57,13 +57,13 @@ func (s *Server) fail(w http.ResponseWriter, r *http.Request, err error) {
 	var ae *apiError
 	switch {
 	case errors.As(err, &ae):
-	case errors.Is(err, store.ErrInvalid):
+	case errors.Is(err, keys.ErrInvalid):
 		ae = errorf(http.StatusBadRequest, api.CodeInvalidRequest, "%s", err)
-	case errors.Is(err, store.ErrNotFound):
+	case errors.Is(err, keys.ErrNotFound):
 		ae = errorf(http.StatusNotFound, api.CodeNotFound, "%s", err)
-	case errors.Is(err, store.ErrConflict):
+	case errors.Is(err, keys.ErrConflict):
 		ae = errorf(http.StatusConflict, api.CodeConflict, "%s", err)
-	case errors.Is(err, store.ErrRevoked):
+	case errors.Is(err, keys.ErrRevoked):
 		ae = errorf(http.StatusConflict, api.CodeRevoked, "%s", err)
 	case errors.Is(err, errClosed):
 		ae = errorf(http.StatusServiceUnavailable, api.CodeUnavailable, "the server is shutting down")

@@ -12,12 +12,14 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 
-	"github.com/keyctl/keyctl/server/api"
+	"github.com/keyctl/keyctl/api"
 	"github.com/keyctl/keyctl/store"
+	"github.com/keyctl/keyctl/store/keys"
 )
 
 // Timeouts of the HTTP server: a slow or idle client cannot hold a
@@ -51,7 +53,7 @@ type Options struct {
 // shut down, so that every verification queued is recorded.
 type Server struct {
 	store   store.Store
-	fast    store.Checker // nil when the store has none
+	fast    store.FastVerifier // nil when the store has none
 	batch   *batcher
 	metrics *metrics
 	log     *slog.Logger // access log; nil when off
@@ -59,6 +61,7 @@ type Server struct {
 	mux     *http.ServeMux
 	handler http.Handler
 	now     func() time.Time
+	closed  atomic.Bool // Close was called: verifications are refused
 }
 
 // New returns a server over st. It starts the goroutine that verifies
@@ -85,15 +88,8 @@ func New(st store.Store, opts Options) *Server {
 	}
 	s.metrics = newMetrics(reg)
 	s.batch = newBatcher(batchVerifier(st), s.metrics)
-	if c, ok := st.(interface {
-		NewChecker(readers int) (store.Checker, error)
-	}); ok {
-		fast, err := c.NewChecker(readConns)
-		if err != nil {
-			s.errLog.Error("verifications will all take the write path", "err", err)
-		} else {
-			s.fast = fast
-		}
+	if fast, ok := st.(store.FastVerifier); ok {
+		s.fast = fast
 	}
 	s.routes(reg)
 	s.handler = s.observe(s.mux)
@@ -103,16 +99,14 @@ func New(st store.Store, opts Options) *Server {
 // Handler is the API's HTTP handler.
 func (s *Server) Handler() http.Handler { return s.handler }
 
-// readConns is how many connections read keys beside the one writer.
-const readConns = 4
-
 // Close drains the verification queue and records every use: every
 // verification accepted is recorded before it returns. It does not close
 // the store.
 func (s *Server) Close() {
+	s.closed.Store(true)
 	s.batch.close()
 	if s.fast != nil {
-		if err := s.fast.Close(); err != nil {
+		if err := s.fast.Flush(context.Background()); err != nil {
 			s.errLog.Error("recording usage", "err", err)
 		}
 	}
@@ -130,17 +124,17 @@ func (s *Server) Flush(ctx context.Context) error {
 // check verifies req: on a reader, beside other requests, when that decides
 // it (the use is recorded in the background); else in the next write batch.
 // A caller's token may reuse its last verification while nothing it depends
-// on has changed (store.Checker.CheckToken).
-func (s *Server) check(ctx context.Context, req store.VerifyRequest, token bool) (*store.VerifyResult, error) {
+// on has changed (store.FastVerifier.CheckToken).
+func (s *Server) check(ctx context.Context, req keys.VerifyRequest, token bool) (*keys.VerifyResult, error) {
+	if s.closed.Load() {
+		return nil, errClosed
+	}
 	if s.fast != nil {
 		checkFn := s.fast.Check
 		if token {
 			checkFn = s.fast.CheckToken
 		}
 		res, exact, err := checkFn(ctx, req)
-		if errors.Is(err, store.ErrClosed) {
-			return nil, errClosed
-		}
 		if err != nil || !exact {
 			return res, err
 		}

@@ -18,8 +18,10 @@ import (
 	"github.com/getkin/kin-openapi/routers"
 	"github.com/getkin/kin-openapi/routers/gorillamux"
 
-	"github.com/keyctl/keyctl/server/api"
+	"github.com/keyctl/keyctl/api"
 	"github.com/keyctl/keyctl/store"
+	"github.com/keyctl/keyctl/store/keys"
+	"github.com/keyctl/keyctl/store/sqlite"
 )
 
 // clock is the store's clock in tests, moved by hand.
@@ -45,7 +47,7 @@ func (c *clock) Advance(d time.Duration) {
 // against openapi.json.
 type testServer struct {
 	t      *testing.T
-	st     *store.SQLite
+	st     *sqlite.SQLite
 	srv    *Server
 	url    string
 	clock  *clock
@@ -55,7 +57,7 @@ type testServer struct {
 	router routers.Router
 	doc    *openapi3.T
 	tok    map[string]string // "owner", "admin", "read", "verify", "plain" → token
-	keys   map[string]*store.Key
+	keys   map[string]*keys.Key
 }
 
 type syncBuffer struct {
@@ -82,11 +84,11 @@ func start(t *testing.T) *testServer {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ts := &testServer{t: t, st: st, clock: c, log: &syncBuffer{}, tok: map[string]string{}, keys: map[string]*store.Key{}}
+	ts := &testServer{t: t, st: st, clock: c, log: &syncBuffer{}, tok: map[string]string{}, keys: map[string]*keys.Key{}}
 	for name, scope := range map[string]string{
 		"owner": api.ScopeOwner, "admin": api.ScopeAdmin, "read": api.ScopeRead, "verify": api.ScopeVerify, "plain": "sdk",
 	} {
-		ts.keys[name], ts.tok[name] = ts.mint(store.CreateParams{Name: name, Scopes: []string{scope}})
+		ts.keys[name], ts.tok[name] = ts.mint(keys.CreateParams{Name: name, Scopes: []string{scope}})
 	}
 	ts.srv = New(st, Options{AccessLog: ts.log, Now: c.Now})
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
@@ -120,7 +122,7 @@ func (ts *testServer) stop() {
 
 func (ts *testServer) loadSpec() {
 	loader := openapi3.NewLoader()
-	doc, err := loader.LoadFromData(OpenAPI)
+	doc, err := loader.LoadFromData(api.OpenAPI)
 	if err != nil {
 		ts.t.Fatal(err)
 	}
@@ -136,10 +138,10 @@ func (ts *testServer) loadSpec() {
 
 // mint creates a key directly in the store, as `keyctl create` on the
 // server's database would.
-func (ts *testServer) mint(p store.CreateParams) (*store.Key, string) {
+func (ts *testServer) mint(p keys.CreateParams) (*keys.Key, string) {
 	ts.t.Helper()
 	if p.Env == "" {
-		p.Env = store.Development
+		p.Env = keys.Development
 	}
 	if p.Prefix == "" {
 		p.Prefix = "sk"
@@ -289,8 +291,8 @@ func TestOpenAPIServedIsTheDocument(t *testing.T) {
 	ts := start(t)
 	r := ts.call("GET", "/v1/openapi.json", "", nil)
 	want(t, r, 200, "")
-	if !bytes.Equal(r.body, OpenAPI) {
-		t.Fatal("GET /v1/openapi.json is not server/openapi.json")
+	if !bytes.Equal(r.body, api.OpenAPI) {
+		t.Fatal("GET /v1/openapi.json is not api/openapi.json")
 	}
 	if !ts.doc.IsOpenAPI31OrLater() {
 		t.Fatalf("openapi.json is version %s, want 3.1", ts.doc.OpenAPI)
@@ -410,7 +412,7 @@ func TestGracefulShutdownFinishesRequestsInFlight(t *testing.T) {
 // gatedStore holds verifications until released, so that a test can shut
 // down with requests in flight: each says so on entered.
 type gatedStore struct {
-	*store.SQLite
+	*sqlite.SQLite
 	entered chan struct{}
 	release chan struct{}
 }
@@ -423,34 +425,24 @@ func (g *gatedStore) wait() {
 	<-g.release
 }
 
-func (g *gatedStore) VerifyBatch(ctx context.Context, reqs []store.VerifyRequest) ([]*store.VerifyResult, error) {
+func (g *gatedStore) VerifyBatch(ctx context.Context, reqs []keys.VerifyRequest) ([]*keys.VerifyResult, error) {
 	g.wait()
 	return g.SQLite.VerifyBatch(ctx, reqs)
 }
 
-func (g *gatedStore) NewChecker(readers int) (store.Checker, error) {
-	c, err := g.SQLite.NewChecker(readers)
-	return gatedChecker{c, g}, err
+func (g *gatedStore) Check(ctx context.Context, req keys.VerifyRequest) (*keys.VerifyResult, bool, error) {
+	g.wait()
+	return g.SQLite.Check(ctx, req)
 }
 
-type gatedChecker struct {
-	store.Checker
-	g *gatedStore
+func (g *gatedStore) CheckCall(ctx context.Context, token keys.VerifyRequest, allow func(*keys.VerifyResult) bool, req keys.VerifyRequest) (*keys.VerifyResult, *keys.VerifyResult, bool, error) {
+	g.wait()
+	return g.SQLite.CheckCall(ctx, token, allow, req)
 }
 
-func (c gatedChecker) Check(ctx context.Context, req store.VerifyRequest) (*store.VerifyResult, bool, error) {
-	c.g.wait()
-	return c.Checker.Check(ctx, req)
-}
-
-func (c gatedChecker) CheckCall(ctx context.Context, token store.VerifyRequest, allow func(*store.VerifyResult) bool, req store.VerifyRequest) (*store.VerifyResult, *store.VerifyResult, bool, error) {
-	c.g.wait()
-	return c.Checker.CheckCall(ctx, token, allow, req)
-}
-
-func (c gatedChecker) CheckToken(ctx context.Context, req store.VerifyRequest) (*store.VerifyResult, bool, error) {
-	c.g.wait()
-	return c.Checker.CheckToken(ctx, req)
+func (g *gatedStore) CheckToken(ctx context.Context, req keys.VerifyRequest) (*keys.VerifyResult, bool, error) {
+	g.wait()
+	return g.SQLite.CheckToken(ctx, req)
 }
 
 func TestClosedServerAnswers503(t *testing.T) {

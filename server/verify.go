@@ -3,12 +3,11 @@ package server
 import (
 	"cmp"
 	"context"
-	"errors"
 	"net/http"
 	"net/netip"
 
-	"github.com/keyctl/keyctl/server/api"
-	"github.com/keyctl/keyctl/store"
+	"github.com/keyctl/keyctl/api"
+	"github.com/keyctl/keyctl/store/keys"
 )
 
 // verify answers whether a key may be used, always with 200 and the same
@@ -20,7 +19,7 @@ import (
 func (s *Server) verify(w http.ResponseWriter, r *http.Request) {
 	var req api.VerifyRequest
 	bodyErr := decode(w, r, &req, false)
-	var vr store.VerifyRequest
+	var vr keys.VerifyRequest
 	if bodyErr == nil {
 		vr, bodyErr = verifyRequest(req)
 	}
@@ -53,21 +52,22 @@ func (s *Server) verify(w http.ResponseWriter, r *http.Request) {
 // checkCall verifies the caller's token and, if it may verify, the key
 // asked about: with one read for both when the token's last verification
 // still holds; each in a write batch when it must be exact.
-func (s *Server) checkCall(ctx context.Context, tokReq store.VerifyRequest, ip netip.Addr, req store.VerifyRequest) (*store.VerifyResult, *caller, error) {
+func (s *Server) checkCall(ctx context.Context, tokReq keys.VerifyRequest, ip netip.Addr, req keys.VerifyRequest) (*keys.VerifyResult, *caller, error) {
 	var c *caller
 	var authErr error
-	allow := func(tokRes *store.VerifyResult) bool {
+	allow := func(tokRes *keys.VerifyResult) bool {
 		c, authErr = s.callerOf(tokRes, ip)
 		if authErr == nil && !c.has(api.ScopeVerify) {
 			authErr = lacks(c, api.ScopeVerify)
 		}
 		return authErr == nil
 	}
+	if s.closed.Load() {
+		return nil, nil, errClosed
+	}
 	if s.fast != nil {
 		res, tokRes, exact, err := s.fast.CheckCall(ctx, tokReq, allow, req)
 		switch {
-		case errors.Is(err, store.ErrClosed):
-			return nil, c, errClosed
 		case err != nil:
 			return nil, c, err
 		case tokRes != nil && authErr != nil:
@@ -91,8 +91,8 @@ func (s *Server) checkCall(ctx context.Context, tokReq store.VerifyRequest, ip n
 	return res, c, err
 }
 
-func verifyRequest(req api.VerifyRequest) (store.VerifyRequest, error) {
-	vr := store.VerifyRequest{Token: req.Key, Scopes: req.Scopes, Cost: 1}
+func verifyRequest(req api.VerifyRequest) (keys.VerifyRequest, error) {
+	vr := keys.VerifyRequest{Token: req.Key, Scopes: req.Scopes, Cost: 1}
 	bad := func(format string, a ...any) error {
 		return errorf(http.StatusBadRequest, api.CodeInvalidRequest, format, a...)
 	}
@@ -103,12 +103,12 @@ func verifyRequest(req api.VerifyRequest) (store.VerifyRequest, error) {
 		vr.Cost = *req.Cost
 	}
 	for _, sc := range req.Scopes {
-		if err := store.ValidateScope(sc); err != nil {
+		if err := keys.ValidateScope(sc); err != nil {
 			return vr, bad("%s", err)
 		}
 	}
 	if req.Env != "" {
-		env, err := store.ParseEnv(req.Env)
+		env, err := keys.ParseEnv(req.Env)
 		if err != nil {
 			return vr, bad("%s", err)
 		}

@@ -7,9 +7,9 @@ import (
 	"sync"
 	"testing"
 
+	"github.com/keyctl/keyctl/api"
 	"github.com/keyctl/keyctl/apikey"
-	"github.com/keyctl/keyctl/server/api"
-	"github.com/keyctl/keyctl/store"
+	"github.com/keyctl/keyctl/store/keys"
 )
 
 // TestVerifyAlways200 checks that every result code comes back with 200 and
@@ -17,46 +17,46 @@ import (
 func TestVerifyAlways200(t *testing.T) {
 	ts := start(t)
 	tok := ts.tok["verify"]
-	mint := func(p store.CreateParams) string { _, s := ts.mint(p); return s }
-	revoked, disabled := mint(store.CreateParams{Name: "r"}), mint(store.CreateParams{Name: "d"})
+	mint := func(p keys.CreateParams) string { _, s := ts.mint(p); return s }
+	revoked, disabled := mint(keys.CreateParams{Name: "r"}), mint(keys.CreateParams{Name: "d"})
 	ts.st.Revoke(t.Context(), "r", "leaked")
 	ts.st.SetDisabled(t.Context(), "d", true)
 	unknown, _ := apikey.New("sk", apikey.TagTest)
 	cases := []struct {
 		req  api.VerifyRequest
-		code store.Code
+		code keys.Code
 	}{
-		{api.VerifyRequest{Key: mint(store.CreateParams{Scopes: []string{"a"}, Env: store.Staging}), Scopes: []string{"a"}, Env: "stage"}, store.Valid},
-		{api.VerifyRequest{Key: "nope"}, store.Malformed},
-		{api.VerifyRequest{Key: ""}, store.Malformed},
-		{api.VerifyRequest{Key: unknown.String()}, store.NotFound},
-		{api.VerifyRequest{Key: revoked}, store.CodeRevoked},
-		{api.VerifyRequest{Key: disabled}, store.CodeDisabled},
-		{api.VerifyRequest{Key: mint(store.CreateParams{}), Scopes: []string{"admin"}}, store.Forbidden},
-		{api.VerifyRequest{Key: mint(store.CreateParams{}), Env: "production"}, store.Forbidden},
-		{api.VerifyRequest{Key: mint(store.CreateParams{AllowedIPs: []string{"10.0.0.0/8"}}), IP: "192.0.2.1"}, store.Forbidden},
-		{api.VerifyRequest{Key: mint(store.CreateParams{AllowedIPs: []string{"10.0.0.0/8"}}), IP: "10.1.2.3"}, store.Valid},
-		{api.VerifyRequest{Key: mint(store.CreateParams{Quota: ptr(int64(0))})}, store.QuotaExceeded},
-		{api.VerifyRequest{Key: mint(store.CreateParams{Quota: ptr(int64(0))}), Cost: ptr(int64(0))}, store.Valid},
+		{api.VerifyRequest{Key: mint(keys.CreateParams{Scopes: []string{"a"}, Env: keys.Staging}), Scopes: []string{"a"}, Env: "stage"}, keys.Valid},
+		{api.VerifyRequest{Key: "nope"}, keys.Malformed},
+		{api.VerifyRequest{Key: ""}, keys.Malformed},
+		{api.VerifyRequest{Key: unknown.String()}, keys.NotFound},
+		{api.VerifyRequest{Key: revoked}, keys.CodeRevoked},
+		{api.VerifyRequest{Key: disabled}, keys.CodeDisabled},
+		{api.VerifyRequest{Key: mint(keys.CreateParams{}), Scopes: []string{"admin"}}, keys.Forbidden},
+		{api.VerifyRequest{Key: mint(keys.CreateParams{}), Env: "production"}, keys.Forbidden},
+		{api.VerifyRequest{Key: mint(keys.CreateParams{AllowedIPs: []string{"10.0.0.0/8"}}), IP: "192.0.2.1"}, keys.Forbidden},
+		{api.VerifyRequest{Key: mint(keys.CreateParams{AllowedIPs: []string{"10.0.0.0/8"}}), IP: "10.1.2.3"}, keys.Valid},
+		{api.VerifyRequest{Key: mint(keys.CreateParams{Quota: ptr(int64(0))})}, keys.QuotaExceeded},
+		{api.VerifyRequest{Key: mint(keys.CreateParams{Quota: ptr(int64(0))}), Cost: ptr(int64(0))}, keys.Valid},
 	}
 	for _, c := range cases {
 		r := ts.call("POST", "/v1/verify", tok, c.req)
 		want(t, r, 200, "")
-		var res store.VerifyResult
+		var res keys.VerifyResult
 		r.decode(t, &res)
-		if res.Code != c.code || res.Valid != (c.code == store.Valid) || res.HTTPStatus != c.code.HTTPStatus() || res.Reason == "" {
+		if res.Code != c.code || res.Valid != (c.code == keys.Valid) || res.HTTPStatus != c.code.HTTPStatus() || res.Reason == "" {
 			t.Errorf("verify %+v: %+v, want %s", c.req, res, c.code)
 		}
-		if (res.Key == nil) != (c.code == store.Malformed || c.code == store.NotFound) {
+		if (res.Key == nil) != (c.code == keys.Malformed || c.code == keys.NotFound) {
 			t.Errorf("verify %+v: key %v", c.req, res.Key)
 		}
 	}
-	limited := mint(store.CreateParams{RateLimit: &store.RateLimit{Count: 1, Unit: "hour"}})
+	limited := mint(keys.CreateParams{RateLimit: &keys.RateLimit{Count: 1, Unit: "hour"}})
 	want(t, ts.call("POST", "/v1/verify", tok, api.VerifyRequest{Key: limited}), 200, "")
 	r := ts.call("POST", "/v1/verify", tok, api.VerifyRequest{Key: limited})
-	var res store.VerifyResult
+	var res keys.VerifyResult
 	r.decode(t, &res)
-	if res.Code != store.RateLimited || res.RetryAt == nil || res.HTTPStatus != 429 {
+	if res.Code != keys.RateLimited || res.RetryAt == nil || res.HTTPStatus != 429 {
 		t.Fatalf("rate limited: %+v", res)
 	}
 
@@ -80,10 +80,10 @@ func TestVerifyAlways200(t *testing.T) {
 // usage count is every verification served.
 func TestQuotaUnderLoad(t *testing.T) {
 	ts := start(t)
-	k, secret := ts.mint(store.CreateParams{Name: "metered", Quota: ptr(int64(500))})
+	k, secret := ts.mint(keys.CreateParams{Name: "metered", Quota: ptr(int64(500))})
 	const clients, each = 16, 100
 	var mu sync.Mutex
-	codes := map[store.Code]int{}
+	codes := map[keys.Code]int{}
 	var wg sync.WaitGroup
 	for range clients {
 		wg.Go(func() {
@@ -98,7 +98,7 @@ func TestQuotaUnderLoad(t *testing.T) {
 		})
 	}
 	wg.Wait()
-	if codes[store.Valid] != 500 || codes[store.QuotaExceeded] != clients*each-500 || len(codes) != 2 {
+	if codes[keys.Valid] != 500 || codes[keys.QuotaExceeded] != clients*each-500 || len(codes) != 2 {
 		t.Fatalf("results %v, want 500 VALID and %d QUOTA_EXCEEDED", codes, clients*each-500)
 	}
 	ts.stop()
@@ -116,7 +116,7 @@ func TestQuotaUnderLoad(t *testing.T) {
 
 // postVerify verifies secret through POST /v1/verify and returns the code;
 // "" after reporting a failure (it may run on any goroutine).
-func postVerify(t testing.TB, c *http.Client, url, token, secret string) store.Code {
+func postVerify(t testing.TB, c *http.Client, url, token, secret string) keys.Code {
 	body, _ := json.Marshal(api.VerifyRequest{Key: secret})
 	req, err := http.NewRequest("POST", url+"/v1/verify", bytes.NewReader(body))
 	if err != nil {
@@ -130,7 +130,7 @@ func postVerify(t testing.TB, c *http.Client, url, token, secret string) store.C
 		return ""
 	}
 	defer resp.Body.Close()
-	var res store.VerifyResult
+	var res keys.VerifyResult
 	if err := json.NewDecoder(resp.Body).Decode(&res); err != nil || resp.StatusCode != 200 {
 		t.Errorf("verify: %d %v", resp.StatusCode, err)
 		return ""

@@ -16,8 +16,8 @@ import (
 	"strings"
 	"time"
 
-	"github.com/keyctl/keyctl/server/api"
-	"github.com/keyctl/keyctl/store"
+	"github.com/keyctl/keyctl/api"
+	"github.com/keyctl/keyctl/store/keys"
 )
 
 // ErrUnauthorized: the server refused the token (401), or the token may not
@@ -32,14 +32,12 @@ type Client struct {
 	pageSize int
 }
 
-var _ store.Store = (*Client)(nil)
-
 // New returns a client of the server at serverURL (http or https) that
 // authenticates with token. hc is the HTTP client to use; nil makes one.
 func New(serverURL, token string, hc *http.Client) (*Client, error) {
 	u, err := url.Parse(strings.TrimSuffix(serverURL, "/"))
 	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-		return nil, fmt.Errorf("%w: server %q is not an http:// or https:// URL", store.ErrInvalid, serverURL)
+		return nil, fmt.Errorf("%w: server %q is not an http:// or https:// URL", keys.ErrInvalid, serverURL)
 	}
 	if token == "" {
 		return nil, fmt.Errorf("no token for server %s", u.Redacted())
@@ -82,13 +80,13 @@ func (e *Error) Unwrap() error { return e.kind }
 func kindOf(status int, code string) error {
 	switch {
 	case code == api.CodeNotFound && status == http.StatusNotFound:
-		return store.ErrNotFound
+		return keys.ErrNotFound
 	case code == api.CodeRevoked:
-		return store.ErrRevoked
+		return keys.ErrRevoked
 	case code == api.CodeConflict:
-		return store.ErrConflict
+		return keys.ErrConflict
 	case code == api.CodeInvalidRequest, code == api.CodeInvalidJSON, code == api.CodeBodyTooLarge:
-		return store.ErrInvalid
+		return keys.ErrInvalid
 	case status == http.StatusUnauthorized, status == http.StatusForbidden, status == http.StatusTooManyRequests:
 		return ErrUnauthorized
 	}
@@ -115,7 +113,7 @@ func (c *Client) do(ctx context.Context, method, path string, query url.Values, 
 	}
 	req.Header.Set("Authorization", "Bearer "+c.token)
 	req.Header.Set("Accept", "application/json")
-	if note := store.NoteFrom(ctx); note != "" {
+	if note := keys.NoteFrom(ctx); note != "" {
 		req.Header.Set(api.NoteHeader, strings.Map(printable, note))
 	}
 	if in != nil {
@@ -150,14 +148,14 @@ func (c *Client) do(ctx context.Context, method, path string, query url.Values, 
 // keyPath is the path of the key ref names. A ref that cannot be a name or
 // an id names no key, as it would locally; it never reaches a URL.
 func keyPath(ref string, rest string) (string, error) {
-	if store.ValidateName(ref) != nil {
-		return "", fmt.Errorf("key %q %w", ref, store.ErrNotFound)
+	if keys.ValidateName(ref) != nil {
+		return "", fmt.Errorf("key %q %w", ref, keys.ErrNotFound)
 	}
 	return api.Version + "/keys/" + url.PathEscape(ref) + rest, nil
 }
 
 // Create issues a key on the server.
-func (c *Client) Create(ctx context.Context, p store.CreateParams) (*store.Key, string, error) {
+func (c *Client) Create(ctx context.Context, p keys.CreateParams) (*keys.Key, string, error) {
 	req := api.CreateRequest{
 		Name: p.Name, Description: p.Description, Scopes: p.Scopes, Env: string(p.Env), Prefix: p.Prefix,
 		ExpiresAt: p.ExpiresAt, AllowedIPs: p.AllowedIPs, Quota: p.Quota, RateLimit: p.RateLimit, Metadata: p.Metadata,
@@ -170,16 +168,16 @@ func (c *Client) Create(ctx context.Context, p store.CreateParams) (*store.Key, 
 }
 
 // Get resolves ref, an id or a name.
-func (c *Client) Get(ctx context.Context, ref string) (*store.Key, error) {
+func (c *Client) Get(ctx context.Context, ref string) (*keys.Key, error) {
 	return c.keyCall(ctx, http.MethodGet, ref, "", nil)
 }
 
-func (c *Client) keyCall(ctx context.Context, method, ref, rest string, in any) (*store.Key, error) {
+func (c *Client) keyCall(ctx context.Context, method, ref, rest string, in any) (*keys.Key, error) {
 	path, err := keyPath(ref, rest)
 	if err != nil {
 		return nil, err
 	}
-	var k store.Key
+	var k keys.Key
 	if err := c.do(ctx, method, path, nil, in, &k); err != nil {
 		return nil, err
 	}
@@ -187,7 +185,7 @@ func (c *Client) keyCall(ctx context.Context, method, ref, rest string, in any) 
 }
 
 // List returns every key that matches f, fetching page after page.
-func (c *Client) List(ctx context.Context, f store.ListFilter) ([]*store.Key, error) {
+func (c *Client) List(ctx context.Context, f keys.ListFilter) ([]*keys.Key, error) {
 	q := url.Values{}
 	if f.Env != "" {
 		q.Set("env", string(f.Env))
@@ -208,7 +206,7 @@ func (c *Client) List(ctx context.Context, f store.ListFilter) ([]*store.Key, er
 		q.Set("unused", strconv.FormatInt(int64((f.Unused+time.Second-1)/time.Second), 10))
 	}
 	q.Set("limit", strconv.Itoa(c.pageSize))
-	keys := []*store.Key{}
+	keys := []*keys.Key{}
 	for {
 		var page api.KeyList
 		if err := c.do(ctx, http.MethodGet, api.Version+"/keys", q, nil, &page); err != nil {
@@ -223,13 +221,13 @@ func (c *Client) List(ctx context.Context, f store.ListFilter) ([]*store.Key, er
 }
 
 // Update changes a key's settings.
-func (c *Client) Update(ctx context.Context, ref string, p store.UpdateParams) (*store.Key, error) {
+func (c *Client) Update(ctx context.Context, ref string, p keys.UpdateParams) (*keys.Key, error) {
 	return c.keyCall(ctx, http.MethodPatch, ref, "", api.UpdateFrom(p))
 }
 
 // Rotate gives a key a new secret; the old one works for grace more (whole
 // seconds).
-func (c *Client) Rotate(ctx context.Context, ref string, grace time.Duration) (*store.Key, string, error) {
+func (c *Client) Rotate(ctx context.Context, ref string, grace time.Duration) (*keys.Key, string, error) {
 	path, err := keyPath(ref, "/rotate")
 	if err != nil {
 		return nil, "", err
@@ -242,7 +240,7 @@ func (c *Client) Rotate(ctx context.Context, ref string, grace time.Duration) (*
 }
 
 // SetDisabled disables or enables a key.
-func (c *Client) SetDisabled(ctx context.Context, ref string, disabled bool) (*store.Key, error) {
+func (c *Client) SetDisabled(ctx context.Context, ref string, disabled bool) (*keys.Key, error) {
 	rest := "/enable"
 	if disabled {
 		rest = "/disable"
@@ -251,18 +249,18 @@ func (c *Client) SetDisabled(ctx context.Context, ref string, disabled bool) (*s
 }
 
 // Revoke revokes a key for good.
-func (c *Client) Revoke(ctx context.Context, ref, reason string) (*store.Key, error) {
+func (c *Client) Revoke(ctx context.Context, ref, reason string) (*keys.Key, error) {
 	return c.keyCall(ctx, http.MethodPost, ref, "/revoke", api.RevokeRequest{Reason: reason})
 }
 
 // Verify asks the server whether a key may be used; the server records the
 // use.
-func (c *Client) Verify(ctx context.Context, req store.VerifyRequest) (*store.VerifyResult, error) {
+func (c *Client) Verify(ctx context.Context, req keys.VerifyRequest) (*keys.VerifyResult, error) {
 	in := api.VerifyRequest{Key: req.Token, Scopes: req.Scopes, Env: string(req.Env), Cost: &req.Cost}
 	if req.IP.IsValid() {
 		in.IP = req.IP.String()
 	}
-	var out store.VerifyResult
+	var out keys.VerifyResult
 	if err := c.do(ctx, http.MethodPost, api.Version+"/verify", nil, in, &out); err != nil {
 		return nil, err
 	}
@@ -271,8 +269,8 @@ func (c *Client) Verify(ctx context.Context, req store.VerifyRequest) (*store.Ve
 
 // Find returns the key a token belongs to. The token travels in the body,
 // never in a URL.
-func (c *Client) Find(ctx context.Context, token string) (*store.Key, error) {
-	var k store.Key
+func (c *Client) Find(ctx context.Context, token string) (*keys.Key, error) {
+	var k keys.Key
 	if err := c.do(ctx, http.MethodPost, api.Version+"/keys/lookup", nil, api.KeyRequest{Key: token}, &k); err != nil {
 		return nil, err
 	}
@@ -280,7 +278,7 @@ func (c *Client) Find(ctx context.Context, token string) (*store.Key, error) {
 }
 
 // Usage reports a key's recent verifications and counts per day.
-func (c *Client) Usage(ctx context.Context, ref string, uq store.UsageQuery) (*store.UsageReport, error) {
+func (c *Client) Usage(ctx context.Context, ref string, uq keys.UsageQuery) (*keys.UsageReport, error) {
 	path, err := keyPath(ref, "/usage")
 	if err != nil {
 		return nil, err
@@ -292,7 +290,7 @@ func (c *Client) Usage(ctx context.Context, ref string, uq store.UsageQuery) (*s
 	if uq.Limit > 0 {
 		q.Set("limit", strconv.Itoa(uq.Limit))
 	}
-	var rep store.UsageReport
+	var rep keys.UsageReport
 	if err := c.do(ctx, http.MethodGet, path, q, nil, &rep); err != nil {
 		return nil, err
 	}
@@ -308,7 +306,7 @@ func printable(r rune) rune {
 }
 
 // Audit returns the server's audit entries that match f, oldest first.
-func (c *Client) Audit(ctx context.Context, f store.AuditFilter) ([]*store.AuditEntry, error) {
+func (c *Client) Audit(ctx context.Context, f keys.AuditFilter) ([]*keys.AuditEntry, error) {
 	q := url.Values{}
 	for k, v := range map[string]string{"key": f.Key, "action": f.Action, "actor": f.Actor} {
 		if v != "" {
@@ -321,7 +319,7 @@ func (c *Client) Audit(ctx context.Context, f store.AuditFilter) ([]*store.Audit
 	if f.Limit > 0 {
 		q.Set("limit", strconv.Itoa(f.Limit))
 	}
-	var out []*store.AuditEntry
+	var out []*keys.AuditEntry
 	if err := c.do(ctx, http.MethodGet, api.Version+"/audit", q, nil, &out); err != nil {
 		return nil, err
 	}
@@ -329,8 +327,8 @@ func (c *Client) Audit(ctx context.Context, f store.AuditFilter) ([]*store.Audit
 }
 
 // VerifyAudit has the server walk its audit chain.
-func (c *Client) VerifyAudit(ctx context.Context) (*store.AuditCheck, error) {
-	var check store.AuditCheck
+func (c *Client) VerifyAudit(ctx context.Context) (*keys.AuditCheck, error) {
+	var check keys.AuditCheck
 	if err := c.do(ctx, http.MethodGet, api.Version+"/audit/verify", nil, nil, &check); err != nil {
 		return nil, err
 	}

@@ -1,4 +1,4 @@
-package remote
+package remote_test
 
 import (
 	"context"
@@ -14,21 +14,23 @@ import (
 	"testing"
 	"time"
 
+	"github.com/keyctl/keyctl/api"
 	"github.com/keyctl/keyctl/server"
-	"github.com/keyctl/keyctl/server/api"
-	"github.com/keyctl/keyctl/store"
+	"github.com/keyctl/keyctl/store/keys"
+	"github.com/keyctl/keyctl/store/remote"
+	"github.com/keyctl/keyctl/store/sqlite"
 )
 
 // serve runs a real server over SQLite on a loopback port and returns the
 // local store and a client with a token of the given scope.
-func serve(t *testing.T, scope string) (*store.SQLite, *Client, string) {
+func serve(t *testing.T, scope string) (*sqlite.SQLite, *remote.Client, string) {
 	t.Helper()
 	ctx := context.Background()
-	st, err := store.OpenSQLite(ctx, filepath.Join(t.TempDir(), "k.db"), store.Options{})
+	st, err := sqlite.Open(ctx, filepath.Join(t.TempDir(), "k.db"), sqlite.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
-	_, tok, err := st.Create(ctx, store.CreateParams{Name: "ops", Scopes: []string{scope}, Env: store.Development, Prefix: "sk"})
+	_, tok, err := st.Create(ctx, keys.CreateParams{Name: "ops", Scopes: []string{scope}, Env: keys.Development, Prefix: "sk"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -40,7 +42,7 @@ func serve(t *testing.T, scope string) (*store.SQLite, *Client, string) {
 	done := make(chan error, 1)
 	go func() { done <- server.New(st, server.Options{}).Run(runCtx, ln, server.TLS{}) }()
 	url := "http://" + ln.Addr().String()
-	c, err := New(url, tok, nil)
+	c, err := remote.New(url, tok, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -59,7 +61,7 @@ func TestLifecycleAgainstServer(t *testing.T) {
 	st, c, _ := serve(t, api.ScopeOwner)
 	ctx := context.Background()
 	exp := time.Now().Add(time.Hour).UTC().Truncate(time.Second)
-	k, secret, err := c.Create(ctx, store.CreateParams{Name: "billing", Scopes: []string{"sdk"}, Env: store.Production,
+	k, secret, err := c.Create(ctx, keys.CreateParams{Name: "billing", Scopes: []string{"sdk"}, Env: keys.Production,
 		Prefix: "sk", ExpiresAt: &exp, Quota: ptr(int64(2)), Metadata: map[string]string{"a": "b"}})
 	if err != nil {
 		t.Fatal(err)
@@ -77,20 +79,20 @@ func TestLifecycleAgainstServer(t *testing.T) {
 	if got, err := c.Find(ctx, secret); err != nil || got.ID != k.ID {
 		t.Fatalf("Find: %v %v", got, err)
 	}
-	up, err := c.Update(ctx, "billing", store.UpdateParams{Description: ptr("d"), AddScopes: []string{"x"}, ClearExpiry: true})
+	up, err := c.Update(ctx, "billing", keys.UpdateParams{Description: ptr("d"), AddScopes: []string{"x"}, ClearExpiry: true})
 	if err != nil || up.Description != "d" || !slices.Equal(up.Scopes, []string{"sdk", "x"}) || up.ExpiresAt != nil {
 		t.Fatalf("Update: %+v %v", up, err)
 	}
-	res, err := c.Verify(ctx, store.VerifyRequest{Token: secret, Scopes: []string{"sdk"}, Env: store.Production,
+	res, err := c.Verify(ctx, keys.VerifyRequest{Token: secret, Scopes: []string{"sdk"}, Env: keys.Production,
 		IP: netip.MustParseAddr("192.0.2.1"), Cost: 1})
-	if err != nil || res.Code != store.Valid || *res.Key.QuotaRemaining != 1 {
+	if err != nil || res.Code != keys.Valid || *res.Key.QuotaRemaining != 1 {
 		t.Fatalf("Verify: %+v %v", res, err)
 	}
-	res, err = c.Verify(ctx, store.VerifyRequest{Token: secret, Cost: 0})
-	if err != nil || res.Code != store.Valid || *res.Key.QuotaRemaining != 1 {
+	res, err = c.Verify(ctx, keys.VerifyRequest{Token: secret, Cost: 0})
+	if err != nil || res.Code != keys.Valid || *res.Key.QuotaRemaining != 1 {
 		t.Fatalf("Verify at cost 0: %+v %v", res, err)
 	}
-	rep, err := c.Usage(ctx, "billing", store.UsageQuery{Since: time.Now().Add(-time.Hour), Limit: 1})
+	rep, err := c.Usage(ctx, "billing", keys.UsageQuery{Since: time.Now().Add(-time.Hour), Limit: 1})
 	if err != nil || rep.Key.UsageCount != 2 || len(rep.Events) != 1 || rep.Events[0].IP != "" && rep.Events[0].IP != "192.0.2.1" {
 		t.Fatalf("Usage: %+v %v", rep, err)
 	}
@@ -98,13 +100,13 @@ func TestLifecycleAgainstServer(t *testing.T) {
 	if err != nil || newSecret == secret || rot.RotatedAt == nil {
 		t.Fatalf("Rotate: %v %v", rot, err)
 	}
-	if k, err := c.SetDisabled(ctx, "billing", true); err != nil || k.Status != store.Disabled {
+	if k, err := c.SetDisabled(ctx, "billing", true); err != nil || k.Status != keys.Disabled {
 		t.Fatalf("disable: %v %v", k, err)
 	}
-	if k, err := c.SetDisabled(ctx, "billing", false); err != nil || k.Status != store.Active {
+	if k, err := c.SetDisabled(ctx, "billing", false); err != nil || k.Status != keys.Active {
 		t.Fatalf("enable: %v %v", k, err)
 	}
-	if k, err := c.Revoke(ctx, "billing", "done"); err != nil || k.Status != store.Revoked || k.RevokeReason != "done" {
+	if k, err := c.Revoke(ctx, "billing", "done"); err != nil || k.Status != keys.Revoked || k.RevokeReason != "done" {
 		t.Fatalf("Revoke: %v %v", k, err)
 	}
 }
@@ -114,49 +116,49 @@ func TestLifecycleAgainstServer(t *testing.T) {
 func TestErrorsAreTheStoresErrors(t *testing.T) {
 	st, c, url := serve(t, api.ScopeAdmin)
 	ctx := context.Background()
-	if _, _, err := c.Create(ctx, store.CreateParams{Name: "a", Env: store.Development, Prefix: "sk"}); err != nil {
+	if _, _, err := c.Create(ctx, keys.CreateParams{Name: "a", Env: keys.Development, Prefix: "sk"}); err != nil {
 		t.Fatal(err)
 	}
 	_, localErr := st.Get(ctx, "nobody")
 	_, err := c.Get(ctx, "nobody")
-	if !errors.Is(err, store.ErrNotFound) || err.Error() != localErr.Error() {
+	if !errors.Is(err, keys.ErrNotFound) || err.Error() != localErr.Error() {
 		t.Fatalf("Get nobody: %v, want %v", err, localErr)
 	}
 	for _, ref := range []string{"..", "a/b", "", "?x"} {
-		if _, err := c.Get(ctx, ref); !errors.Is(err, store.ErrNotFound) {
+		if _, err := c.Get(ctx, ref); !errors.Is(err, keys.ErrNotFound) {
 			t.Errorf("Get %q: %v", ref, err)
 		}
 	}
-	_, _, err = c.Create(ctx, store.CreateParams{Name: "a", Env: store.Development, Prefix: "sk"})
-	if !errors.Is(err, store.ErrConflict) || err.Error() != `name "a" is already in use by another key: conflict` {
+	_, _, err = c.Create(ctx, keys.CreateParams{Name: "a", Env: keys.Development, Prefix: "sk"})
+	if !errors.Is(err, keys.ErrConflict) || err.Error() != `name "a" is already in use by another key: conflict` {
 		t.Fatalf("Create a twice: %v", err)
 	}
 	if _, err := c.Revoke(ctx, "a", ""); err != nil {
 		t.Fatal(err)
 	}
-	if _, _, err := c.Rotate(ctx, "a", 0); !errors.Is(err, store.ErrRevoked) || !strings.HasSuffix(err.Error(), "key is revoked") {
+	if _, _, err := c.Rotate(ctx, "a", 0); !errors.Is(err, keys.ErrRevoked) || !strings.HasSuffix(err.Error(), "key is revoked") {
 		t.Fatalf("Rotate a revoked key: %v", err)
 	}
-	if _, err := c.Update(ctx, "a", store.UpdateParams{Quota: ptr(int64(-1))}); !errors.Is(err, store.ErrInvalid) {
+	if _, err := c.Update(ctx, "a", keys.UpdateParams{Quota: ptr(int64(-1))}); !errors.Is(err, keys.ErrInvalid) {
 		t.Fatalf("Update with a negative quota: %v", err)
 	}
-	_, _, err = c.Create(ctx, store.CreateParams{Scopes: []string{api.ScopeOwner}, Env: store.Development, Prefix: "sk"})
-	if !errors.Is(err, ErrUnauthorized) || !strings.Contains(err.Error(), "keyctl:owner") {
+	_, _, err = c.Create(ctx, keys.CreateParams{Scopes: []string{api.ScopeOwner}, Env: keys.Development, Prefix: "sk"})
+	if !errors.Is(err, remote.ErrUnauthorized) || !strings.Contains(err.Error(), "keyctl:owner") {
 		t.Fatalf("an admin creating an owner key: %v", err)
 	}
-	bad, err := New(url, "sk_test_nope", nil)
+	bad, err := remote.New(url, "sk_test_nope", nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := bad.List(ctx, store.ListFilter{}); !errors.Is(err, ErrUnauthorized) || strings.Contains(err.Error(), "\n") {
+	if _, err := bad.List(ctx, keys.ListFilter{}); !errors.Is(err, remote.ErrUnauthorized) || strings.Contains(err.Error(), "\n") {
 		t.Fatalf("a bad token: %v", err)
 	}
-	down, _ := New("http://127.0.0.1:1", "sk_test_x", nil)
+	down, _ := remote.New("http://127.0.0.1:1", "sk_test_x", nil)
 	if _, err := down.Get(ctx, "a"); err == nil || !strings.HasPrefix(err.Error(), "server http://127.0.0.1:1: ") {
 		t.Fatalf("no server: %v", err)
 	}
 	for _, u := range []string{"ftp://x", "127.0.0.1:8420", "http://"} {
-		if _, err := New(u, "t", nil); !errors.Is(err, store.ErrInvalid) {
+		if _, err := remote.New(u, "t", nil); !errors.Is(err, keys.ErrInvalid) {
 			t.Errorf("New(%q): %v", u, err)
 		}
 	}
@@ -166,14 +168,14 @@ func TestErrorsAreTheStoresErrors(t *testing.T) {
 // returns, however many pages it takes.
 func TestListFetchesEveryPage(t *testing.T) {
 	st, c, _ := serve(t, api.ScopeRead)
-	c.pageSize = 3
+	remote.SetPageSize(c, 3)
 	ctx := context.Background()
 	for i := range 10 {
-		env := store.Development
+		env := keys.Development
 		if i%2 == 0 {
-			env = store.Production
+			env = keys.Production
 		}
-		k, _, err := st.Create(ctx, store.CreateParams{Name: fmt.Sprintf("k%d", i), Env: env, Prefix: "sk", Scopes: []string{"s"}})
+		k, _, err := st.Create(ctx, keys.CreateParams{Name: fmt.Sprintf("k%d", i), Env: env, Prefix: "sk", Scopes: []string{"s"}})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -181,7 +183,7 @@ func TestListFetchesEveryPage(t *testing.T) {
 			st.Revoke(ctx, k.ID, "")
 		}
 	}
-	for _, f := range []store.ListFilter{{}, {All: true}, {Env: store.Production}, {Status: store.Revoked}, {Scope: "s", All: true}, {Unused: time.Hour}} {
+	for _, f := range []keys.ListFilter{{}, {All: true}, {Env: keys.Production}, {Status: keys.Revoked}, {Scope: "s", All: true}, {Unused: time.Hour}} {
 		want, err := st.List(ctx, f)
 		if err != nil {
 			t.Fatal(err)
@@ -190,7 +192,7 @@ func TestListFetchesEveryPage(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if !slices.EqualFunc(got, want, func(a, b *store.Key) bool { return a.ID == b.ID }) {
+		if !slices.EqualFunc(got, want, func(a, b *keys.Key) bool { return a.ID == b.ID }) {
 			t.Errorf("List(%+v): %d keys, want %d", f, len(got), len(want))
 		}
 	}
@@ -213,9 +215,9 @@ func TestTokenNeverInURL(t *testing.T) {
 	hs := &http.Server{Handler: h}
 	go hs.Serve(ln)
 	defer hs.Close()
-	c, _ := New("http://"+ln.Addr().String(), "sk_test_admintoken", nil)
+	c, _ := remote.New("http://"+ln.Addr().String(), "sk_test_admintoken", nil)
 	c.Find(context.Background(), "sk_test_secretsecret")
-	c.Verify(context.Background(), store.VerifyRequest{Token: "sk_test_secretsecret"})
+	c.Verify(context.Background(), keys.VerifyRequest{Token: "sk_test_secretsecret"})
 	mu.Lock()
 	defer mu.Unlock()
 	for _, u := range seen {

@@ -1,7 +1,9 @@
-package store
+package keys
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
 	"slices"
 	"time"
 )
@@ -83,4 +85,46 @@ func WithNote(ctx context.Context, note string) context.Context {
 func NoteFrom(ctx context.Context) string {
 	n, _ := ctx.Value(noteKey{}).(string)
 	return n
+}
+
+// auditedFields are the key fields whose changes the audit trail records.
+// Digests and secrets are not among them, nor anything derived from them
+// except the display start.
+var auditedFields = []string{"name", "description", "prefix", "env", "start", "status", "scopes",
+	"expires_at", "allowed_ips", "quota", "quota_remaining", "rate_limit", "metadata", "revoke_reason"}
+
+func keyFields(k *Key) map[string]json.RawMessage {
+	m := map[string]json.RawMessage{}
+	if k == nil {
+		return m
+	}
+	b, _ := json.Marshal(k)
+	json.Unmarshal(b, &m)
+	// Audit the stored status: disabling an expired key is a change even
+	// though it still reads as expired.
+	if k.Stored != "" {
+		m["status"], _ = json.Marshal(k.Stored)
+	}
+	return m
+}
+
+// Diff returns the audited fields that differ between before and after;
+// with before nil (a new key), the fields that are set.
+func Diff(before, after *Key) map[string]Change {
+	a, b := keyFields(before), keyFields(after)
+	out := map[string]Change{}
+	for _, f := range auditedFields {
+		from, to := a[f], b[f]
+		if before == nil {
+			switch string(to) {
+			case "", "null", "[]", "{}", `""`:
+				continue
+			}
+			from = json.RawMessage("null")
+		}
+		if !bytes.Equal(from, to) {
+			out[f] = Change{From: from, To: to}
+		}
+	}
+	return out
 }

@@ -1,13 +1,13 @@
 // Package api is the wire format of keyctl's HTTP API: the request and
 // response bodies, the error codes and the admin scopes that the server and
-// the remote store (store/remote) share. server/openapi.json documents it.
+// the remote store (store/remote) share. api/openapi.json documents it.
 package api
 
 import (
 	"strings"
 	"time"
 
-	"github.com/keyctl/keyctl/store"
+	"github.com/keyctl/keyctl/store/keys"
 )
 
 // Version is the path prefix of every versioned route.
@@ -72,19 +72,19 @@ type CreateRequest struct {
 	ExpiresAt   *time.Time        `json:"expires_at,omitempty"`
 	AllowedIPs  []string          `json:"allowed_ips,omitempty"`
 	Quota       *int64            `json:"quota,omitempty"`
-	RateLimit   *store.RateLimit  `json:"rate_limit,omitempty"`
+	RateLimit   *keys.RateLimit   `json:"rate_limit,omitempty"`
 	Metadata    map[string]string `json:"metadata,omitempty"`
 }
 
 // IssuedKey is a key with the secret it was just given: the response of
 // create and rotate, the only ones that carry a secret.
 type IssuedKey struct {
-	*store.Key
+	*keys.Key
 	Secret string `json:"secret"`
 }
 
 // UpdateRequest is the body of PATCH /v1/keys/{id}; absent fields change
-// nothing. It mirrors store.UpdateParams.
+// nothing. It mirrors keys.UpdateParams.
 type UpdateRequest struct {
 	Name             *string           `json:"name,omitempty"`
 	Description      *string           `json:"description,omitempty"`
@@ -96,15 +96,15 @@ type UpdateRequest struct {
 	RemoveAllowedIPs []string          `json:"remove_allowed_ips,omitempty"`
 	Quota            *int64            `json:"quota,omitempty"`
 	ClearQuota       bool              `json:"clear_quota,omitempty"`
-	RateLimit        *store.RateLimit  `json:"rate_limit,omitempty"`
+	RateLimit        *keys.RateLimit   `json:"rate_limit,omitempty"`
 	ClearRateLimit   bool              `json:"clear_rate_limit,omitempty"`
 	SetMetadata      map[string]string `json:"set_metadata,omitempty"`
 	RemoveMetadata   []string          `json:"remove_metadata,omitempty"`
 }
 
 // Params converts the request to the store's form.
-func (u UpdateRequest) Params() store.UpdateParams {
-	return store.UpdateParams{
+func (u UpdateRequest) Params() keys.UpdateParams {
+	return keys.UpdateParams{
 		Name: u.Name, Description: u.Description, AddScopes: u.AddScopes, RemoveScopes: u.RemoveScopes,
 		ExpiresAt: u.ExpiresAt, ClearExpiry: u.ClearExpiry, AddIPs: u.AddAllowedIPs, RemoveIPs: u.RemoveAllowedIPs,
 		Quota: u.Quota, ClearQuota: u.ClearQuota, RateLimit: u.RateLimit, ClearRateLimit: u.ClearRateLimit,
@@ -113,7 +113,7 @@ func (u UpdateRequest) Params() store.UpdateParams {
 }
 
 // UpdateFrom converts the store's form to the request.
-func UpdateFrom(p store.UpdateParams) UpdateRequest {
+func UpdateFrom(p keys.UpdateParams) UpdateRequest {
 	return UpdateRequest{
 		Name: p.Name, Description: p.Description, AddScopes: p.AddScopes, RemoveScopes: p.RemoveScopes,
 		ExpiresAt: p.ExpiresAt, ClearExpiry: p.ClearExpiry, AddAllowedIPs: p.AddIPs, RemoveAllowedIPs: p.RemoveIPs,
@@ -152,8 +152,8 @@ type VerifyRequest struct {
 // KeyList is one page of GET /v1/keys. NextCursor, when not empty, fetches
 // the next page.
 type KeyList struct {
-	Keys       []*store.Key `json:"keys"`
-	NextCursor string       `json:"next_cursor,omitempty"`
+	Keys       []*keys.Key `json:"keys"`
+	NextCursor string      `json:"next_cursor,omitempty"`
 }
 
 // Health is the body of GET /healthz.

@@ -1,44 +1,27 @@
-package store
+package sqlite
 
 import (
 	"context"
 	"database/sql"
 	"errors"
 	"fmt"
-	"slices"
 	"strings"
 	"sync"
 	"time"
 
 	"github.com/keyctl/keyctl/apikey"
+	"github.com/keyctl/keyctl/store/decide"
+	"github.com/keyctl/keyctl/store/keys"
 )
 
-// Checker verifies keys for a long-running server. Most verifications change
-// nothing but a key's usage: Check decides those with a read on a pool of
-// reader connections, beside other requests and beside the one writer, and
-// records their use in the background, many uses to a transaction. A
-// verification that would spend quota or rate limit is not decided there:
-// Check reports it as exact, and the caller verifies it with VerifyBatch, in
-// a write transaction, so that quotas stay exact across processes.
-type Checker interface {
-	Check(ctx context.Context, req VerifyRequest) (res *VerifyResult, exact bool, err error)
-	// CheckToken is Check for a caller's own token, which comes again and
-	// again: a valid verification is reused for as long as nothing it
-	// depends on has changed in the database (its use is still recorded,
-	// and expiry, address and grace are judged anew each time).
-	CheckToken(ctx context.Context, req VerifyRequest) (res *VerifyResult, exact bool, err error)
-	// CheckCall is CheckToken for a caller's token and then, if allow
-	// permits, Check for req, with one read for both when it can.
-	CheckCall(ctx context.Context, token VerifyRequest, allow func(*VerifyResult) bool, req VerifyRequest) (res, tokenRes *VerifyResult, exact bool, err error)
-	// Flush returns once every use checked so far is written, so that what
-	// is read next sees them.
-	Flush(ctx context.Context) error
-	// Close records every use checked so far and stops.
-	Close() error
-}
-
-// ErrClosed: the checker was closed and checks no more keys.
-var ErrClosed = errors.New("closed")
+// The fast path verifies keys for a long-running server. Most
+// verifications change nothing but a key's usage: Check decides those with a
+// read on a pool of reader connections, beside other requests and beside the
+// one writer, and records their use in the background, many uses to a
+// transaction. A verification that would spend quota or rate limit is not
+// decided there: Check reports it as exact, and the caller verifies it with
+// VerifyBatch, in a write transaction, so that quotas stay exact across
+// processes. The readers are opened at the first check.
 
 const (
 	flushEvery = 20 * time.Millisecond // how long a use waits, at most, to be written
@@ -46,7 +29,7 @@ const (
 	pruneEvery = time.Hour             // how often the whole usage log is trimmed
 )
 
-type sqliteChecker struct {
+type checker struct {
 	s       *SQLite
 	read    *sql.DB
 	stmt    *sql.Stmt
@@ -70,14 +53,75 @@ type sqliteChecker struct {
 type use struct {
 	keyID   string
 	at      time.Time
-	code    Code
+	code    keys.Code
 	ip      string
 	flushed chan struct{}
 }
 
-// NewChecker opens a pool of readers beside the store's writer and starts
+// fastPath returns the store's checker, opening it the first time.
+func (s *SQLite) fastPath() (*checker, error) {
+	s.fastMu.Lock()
+	defer s.fastMu.Unlock()
+	if s.closed {
+		return nil, keys.ErrClosed
+	}
+	if s.fast == nil {
+		c, err := s.newChecker(s.readers)
+		if err != nil {
+			return nil, err
+		}
+		s.fast = c
+	}
+	return s.fast, nil
+}
+
+// Check verifies req on a reader when that decides it; exact reports that it
+// must be verified with VerifyBatch instead.
+func (s *SQLite) Check(ctx context.Context, req keys.VerifyRequest) (*keys.VerifyResult, bool, error) {
+	c, err := s.fastPath()
+	if err != nil {
+		return nil, false, err
+	}
+	return c.Check(ctx, req)
+}
+
+// CheckToken is Check for a caller's own token, which comes again and again:
+// a valid verification is reused for as long as nothing it depends on has
+// changed in the database (its use is still recorded, and expiry, address and
+// grace are judged anew each time).
+func (s *SQLite) CheckToken(ctx context.Context, req keys.VerifyRequest) (*keys.VerifyResult, bool, error) {
+	c, err := s.fastPath()
+	if err != nil {
+		return nil, false, err
+	}
+	return c.CheckToken(ctx, req)
+}
+
+// CheckCall is CheckToken for a caller's token and then, if allow permits,
+// Check for req, with one read for both when it can.
+func (s *SQLite) CheckCall(ctx context.Context, token keys.VerifyRequest, allow func(*keys.VerifyResult) bool, req keys.VerifyRequest) (res, tokRes *keys.VerifyResult, exact bool, err error) {
+	c, err := s.fastPath()
+	if err != nil {
+		return nil, nil, false, err
+	}
+	return c.CheckCall(ctx, token, allow, req)
+}
+
+// Flush returns once every use checked so far is written, so that what is
+// read next sees them.
+func (s *SQLite) Flush(ctx context.Context) error {
+	s.fastMu.Lock()
+	c := s.fast
+	s.fastMu.Unlock()
+	if c == nil {
+		return nil
+	}
+	return c.Flush(ctx)
+}
+
+// newChecker opens a pool of readers beside the store's writer and starts
 // the goroutine that records uses.
-func (s *SQLite) NewChecker(readers int) (Checker, error) {
+func (s *SQLite) newChecker(readers int) (*checker, error) {
 	read, err := sql.Open("sqlite", s.dsn)
 	if err != nil {
 		return nil, err
@@ -94,7 +138,7 @@ func (s *SQLite) NewChecker(readers int) (Checker, error) {
 		read.Close()
 		return nil, fmt.Errorf("preparing the reader: %w", err)
 	}
-	c := &sqliteChecker{s: s, read: read, stmt: stmt, version: version, cache: map[string]tokenCheck{},
+	c := &checker{s: s, read: read, stmt: stmt, version: version, cache: map[string]tokenCheck{},
 		uses: make(chan use, 4*flushBatch), done: make(chan error, 1)}
 	go c.record()
 	return c, nil
@@ -104,23 +148,23 @@ func (s *SQLite) NewChecker(readers int) (Checker, error) {
 // version of the database.
 type tokenCheck struct {
 	version    int64
-	key        Key
+	key        keys.Key
 	secretEnds *time.Time
 }
 
-func (c *sqliteChecker) Check(ctx context.Context, req VerifyRequest) (*VerifyResult, bool, error) {
-	res, _, exact, err := c.CheckCall(ctx, VerifyRequest{}, nil, req)
+func (c *checker) Check(ctx context.Context, req keys.VerifyRequest) (*keys.VerifyResult, bool, error) {
+	res, _, exact, err := c.CheckCall(ctx, keys.VerifyRequest{}, nil, req)
 	return res, exact, err
 }
 
-func (c *sqliteChecker) CheckToken(ctx context.Context, req VerifyRequest) (*VerifyResult, bool, error) {
+func (c *checker) CheckToken(ctx context.Context, req keys.VerifyRequest) (*keys.VerifyResult, bool, error) {
 	if bad := c.malformed(req); bad != nil {
 		return bad, false, nil
 	}
 	c.mu.RLock()
 	defer c.mu.RUnlock()
 	if c.closed {
-		return nil, false, ErrClosed
+		return nil, false, keys.ErrClosed
 	}
 	var version int64
 	if err := c.version.QueryRowContext(ctx).Scan(&version); err != nil {
@@ -136,11 +180,11 @@ func (c *sqliteChecker) CheckToken(ctx context.Context, req VerifyRequest) (*Ver
 // token's. exact with a token result means req must be verified in a write
 // transaction; exact without one, that the token must be (and then req).
 // With an empty token, only req is verified.
-func (c *sqliteChecker) CheckCall(ctx context.Context, token VerifyRequest, allow func(*VerifyResult) bool, req VerifyRequest) (res, tokRes *VerifyResult, exact bool, err error) {
+func (c *checker) CheckCall(ctx context.Context, token keys.VerifyRequest, allow func(*keys.VerifyResult) bool, req keys.VerifyRequest) (res, tokRes *keys.VerifyResult, exact bool, err error) {
 	c.mu.RLock()
 	defer c.mu.RUnlock()
 	if c.closed {
-		return nil, nil, false, ErrClosed
+		return nil, nil, false, keys.ErrClosed
 	}
 	var row keyRow
 	bad := c.malformed(req)
@@ -173,7 +217,7 @@ func (c *sqliteChecker) CheckCall(ctx context.Context, token VerifyRequest, allo
 	case bad != nil:
 		return bad, tokRes, false, nil
 	case !row.found:
-		return NotFoundResult(), tokRes, false, nil
+		return keys.NotFoundResult(), tokRes, false, nil
 	}
 	res, exact = c.decide(row.key, row.secretEnds, req, row.tat, true)
 	return res, tokRes, exact, nil
@@ -184,20 +228,20 @@ func (c *sqliteChecker) CheckCall(ctx context.Context, token VerifyRequest, allo
 type keyRow struct {
 	found      bool
 	version    int64
-	key        *Key
+	key        *keys.Key
 	secretEnds *time.Time
 	tat        int64
 }
 
-func (c *sqliteChecker) malformed(req VerifyRequest) *VerifyResult {
+func (c *checker) malformed(req keys.VerifyRequest) *keys.VerifyResult {
 	if _, err := apikey.Parse(req.Token); err != nil {
-		return MalformedResult()
+		return keys.MalformedResult()
 	}
 	return nil
 }
 
 // lookup finds the key a digest belongs to.
-func (c *sqliteChecker) lookup(ctx context.Context, digest []byte) (keyRow, error) {
+func (c *checker) lookup(ctx context.Context, digest []byte) (keyRow, error) {
 	var r keyRow
 	k, ends, err := c.s.scanVerifyRow(c.stmt.QueryRowContext(ctx, digest), digest, &r.tat, &r.version)
 	r.found, r.key, r.secretEnds = k != nil, k, ends
@@ -206,24 +250,23 @@ func (c *sqliteChecker) lookup(ctx context.Context, digest []byte) (keyRow, erro
 
 // token verifies a caller's token, reusing its last valid verification if
 // the database is still at the version it was made at.
-func (c *sqliteChecker) token(ctx context.Context, req VerifyRequest, version int64) (*VerifyResult, bool, error) {
+func (c *checker) token(ctx context.Context, req keys.VerifyRequest, version int64) (*keys.VerifyResult, bool, error) {
 	digest := apikey.Digest(req.Token, c.s.pepper)
 	c.cacheMu.Lock()
 	tc, ok := c.cache[string(digest)]
 	c.cacheMu.Unlock()
 	if ok && tc.version == version {
 		k := tc.key
-		k.Scopes, k.AllowedIPs = slices.Clone(k.Scopes), slices.Clone(k.AllowedIPs)
 		res, exact := c.decide(&k, tc.secretEnds, req, 0, false)
 		return res, exact, nil
 	}
 	row, err := c.lookup(ctx, digest)
 	if err != nil || !row.found {
-		return NotFoundResult(), false, err
+		return keys.NotFoundResult(), false, err
 	}
 	snapshot := tokenCheck{version: row.version, key: *row.key, secretEnds: row.secretEnds}
 	res, exact := c.decide(row.key, row.secretEnds, req, row.tat, true)
-	if res != nil && res.Code == Valid {
+	if res != nil && res.Code == keys.Valid {
 		c.cacheMu.Lock()
 		if len(c.cache) > 10000 {
 			clear(c.cache)
@@ -236,26 +279,26 @@ func (c *sqliteChecker) token(ctx context.Context, req VerifyRequest, version in
 
 // decide judges a key read from the database (or reused) and queues its
 // use, or reports that the verification must be exact.
-func (c *sqliteChecker) decide(k *Key, secretEnds *time.Time, req VerifyRequest, tat int64, fresh bool) (*VerifyResult, bool) {
-	now := c.s.now()
-	k.Status = StatusAt(k.stored, k.ExpiresAt, now)
-	spends := req.Cost > 0 && (k.RateLimit != nil || k.QuotaRemaining != nil)
-	if spends && !fresh {
+func (c *checker) decide(k *keys.Key, secretEnds *time.Time, req keys.VerifyRequest, tat int64, fresh bool) (*keys.VerifyResult, bool) {
+	exact := decide.Exact(k, req)
+	if exact && !fresh {
 		return nil, true
 	}
-	res := decide(k, secretEnds, req, now, &tat)
-	if spends && (res.Code == Valid || res.Code == RateLimited || res.Code == QuotaExceeded) {
-		return nil, true // decided in a write transaction, with the current counters
+	out := decide.Decide(decide.State{Key: k, SecretEnds: secretEnds, RateTAT: tat}, req, c.s.now())
+	switch out.Result.Code {
+	case keys.Valid, keys.RateLimited, keys.QuotaExceeded:
+		if exact {
+			return nil, true // decided in a write transaction, with the current counters
+		}
 	}
-	ip := markUsed(k, req, now)
-	c.uses <- use{keyID: k.ID, at: now, code: res.Code, ip: ip}
-	return res, false
+	c.uses <- use{keyID: k.ID, at: out.Use.At, code: out.Use.Code, ip: out.Use.IP}
+	return out.Result, false
 }
 
 // record writes queued uses, as soon as one is waiting and no more often
 // than the writer can take them: whatever queues meanwhile (up to flushEvery
 // later) goes into the same transaction. A flush request writes at once.
-func (c *sqliteChecker) record() {
+func (c *checker) record() {
 	var (
 		batch   []use
 		flushes []chan struct{}
@@ -304,7 +347,7 @@ func (c *sqliteChecker) record() {
 	c.done <- err
 }
 
-func (c *sqliteChecker) Flush(ctx context.Context) error {
+func (c *checker) Flush(ctx context.Context) error {
 	f := make(chan struct{})
 	c.mu.RLock()
 	if c.closed {
@@ -321,7 +364,7 @@ func (c *sqliteChecker) Flush(ctx context.Context) error {
 	}
 }
 
-func (c *sqliteChecker) Close() error {
+func (c *checker) Close() error {
 	c.closeOnce.Do(func() {
 		c.mu.Lock()
 		c.closed = true

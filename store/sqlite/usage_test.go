@@ -1,4 +1,4 @@
-package store
+package sqlite
 
 import (
 	"context"
@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/keyctl/keyctl/apikey"
+	"github.com/keyctl/keyctl/store/keys"
 )
 
 // usageOf reads a key's usage as show does.
@@ -22,9 +23,9 @@ func usageOf(t *testing.T, s *SQLite, ref string) (int64, *time.Time, string) {
 	return k.UsageCount, k.LastUsedAt, k.LastUsedIP
 }
 
-func verify(t *testing.T, s *SQLite, secret, ip string) *VerifyResult {
+func verify(t *testing.T, s *SQLite, secret, ip string) *keys.VerifyResult {
 	t.Helper()
-	req := VerifyRequest{Token: secret, Cost: 1}
+	req := keys.VerifyRequest{Token: secret, Cost: 1}
 	if ip != "" {
 		req.IP = netip.MustParseAddr(ip)
 	}
@@ -38,7 +39,7 @@ func verify(t *testing.T, s *SQLite, secret, ip string) *VerifyResult {
 func TestUsageComesFromTheLog(t *testing.T) {
 	c := newClock()
 	s, _ := openTest(t, c)
-	k, secret := create(t, s, CreateParams{Name: "billing"})
+	k, secret := create(t, s, keys.CreateParams{Name: "billing"})
 	if n, at, ip := usageOf(t, s, k.ID); n != 0 || at != nil || ip != "" {
 		t.Fatalf("new key: %d %v %q", n, at, ip)
 	}
@@ -59,7 +60,7 @@ func TestUsageComesFromTheLog(t *testing.T) {
 	if err := s.PruneUsage(context.Background()); err != nil {
 		t.Fatal(err)
 	}
-	rep, err := s.Usage(context.Background(), k.ID, UsageQuery{})
+	rep, err := s.Usage(context.Background(), k.ID, keys.UsageQuery{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -121,7 +122,7 @@ func TestUsageAfterMigration(t *testing.T) {
 	db.Close()
 
 	c := newClock()
-	s, err := OpenSQLite(context.Background(), path, Options{Now: c.Now})
+	s, err := Open(context.Background(), path, Options{Now: c.Now})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,7 +1,8 @@
-package store
+package keys
 
 import (
 	"fmt"
+	"maps"
 	"net/netip"
 	"slices"
 	"strconv"
@@ -86,9 +87,9 @@ type Key struct {
 	RevokedAt      *time.Time        `json:"revoked_at"`
 	RevokeReason   string            `json:"revoke_reason"`
 
-	// stored is the status as stored, before expiry is derived: verify
+	// Stored is the status as stored, before expiry is derived: verify
 	// reports a disabled key as disabled even once it has expired.
-	stored Status
+	Stored Status `json:"-"`
 }
 
 // Masked is the key's display start with an ellipsis, e.g. sk_live_AbCd1234….
@@ -303,4 +304,46 @@ func FormatDuration(d time.Duration) string {
 		s = s[:len(s)-2]
 	}
 	return s
+}
+
+// Apply returns k with p's changes made; k itself is left as it was.
+func (p UpdateParams) Apply(k *Key) Key {
+	u := *k
+	if p.Name != nil {
+		u.Name = *p.Name
+	}
+	if p.Description != nil {
+		u.Description = *p.Description
+	}
+	u.Scopes = NormalizeSet(slices.DeleteFunc(append(slices.Clone(k.Scopes), p.AddScopes...),
+		func(s string) bool { return slices.Contains(p.RemoveScopes, s) }))
+	u.AllowedIPs = NormalizeSet(slices.DeleteFunc(append(slices.Clone(k.AllowedIPs), p.AddIPs...),
+		func(s string) bool { return slices.Contains(p.RemoveIPs, s) }))
+	switch {
+	case p.ClearExpiry:
+		u.ExpiresAt = nil
+	case p.ExpiresAt != nil:
+		u.ExpiresAt = p.ExpiresAt
+	}
+	switch {
+	case p.ClearQuota:
+		u.Quota, u.QuotaRemaining = nil, nil
+	case p.Quota != nil:
+		u.Quota, u.QuotaRemaining = p.Quota, p.Quota
+	}
+	switch {
+	case p.ClearRateLimit:
+		u.RateLimit = nil
+	case p.RateLimit != nil:
+		u.RateLimit = p.RateLimit
+	}
+	u.Metadata = maps.Clone(k.Metadata)
+	if u.Metadata == nil {
+		u.Metadata = map[string]string{}
+	}
+	maps.Copy(u.Metadata, p.SetMeta)
+	for _, m := range p.RemoveMeta {
+		delete(u.Metadata, m)
+	}
+	return u
 }

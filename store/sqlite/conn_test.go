@@ -1,4 +1,4 @@
-package store
+package sqlite
 
 import (
 	"context"
@@ -6,11 +6,13 @@ import (
 	"errors"
 	"strings"
 	"testing"
+
+	"github.com/keyctl/keyctl/store/keys"
 )
 
 func TestWriteTxCommitsOrRollsBack(t *testing.T) {
 	s, _ := openTest(t, newClock())
-	k, _ := create(t, s, CreateParams{Name: "billing"})
+	k, _ := create(t, s, keys.CreateParams{Name: "billing"})
 	ctx := context.Background()
 	bump := func(tx *writeTx) error {
 		return tx.exec(`UPDATE keys SET usage_count = usage_count + ? WHERE id = ?`, 5, k.ID)
@@ -54,11 +56,11 @@ func TestWriteTxCommitsOrRollsBack(t *testing.T) {
 
 func TestDriverRowScan(t *testing.T) {
 	s, _ := openTest(t, newClock())
-	k, _ := create(t, s, CreateParams{Name: "billing", Quota: int64p(3)})
+	k, _ := create(t, s, keys.CreateParams{Name: "billing", Quota: int64p(3)})
 	err := s.writeTx(context.Background(), func(tx *writeTx) error {
 		var (
 			id, name string
-			status   Status
+			status   keys.Status
 			digest   []byte
 			quota    sql.NullInt64
 			expires  sql.NullInt64
@@ -69,7 +71,7 @@ func TestDriverRowScan(t *testing.T) {
 		if err := row.Scan(&id, &name, &status, &digest, &quota, &expires, &count); err != nil {
 			return err
 		}
-		if id != k.ID || name != "billing" || status != Active || len(digest) != 32 ||
+		if id != k.ID || name != "billing" || status != keys.Active || len(digest) != 32 ||
 			quota != (sql.NullInt64{Int64: 3, Valid: true}) || expires.Valid || count != 0 {
 			t.Errorf("scanned %q %q %q %x %v %v %d", id, name, status, digest, quota, expires, count)
 		}

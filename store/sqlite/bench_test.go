@@ -1,4 +1,4 @@
-package store
+package sqlite
 
 import (
 	"bytes"
@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/keyctl/keyctl/apikey"
+	"github.com/keyctl/keyctl/store/keys"
 )
 
 // BenchmarkVerify measures one verification through the SQLite store —
@@ -39,11 +40,11 @@ func BenchmarkVerify(b *testing.B) {
 	for i := 0; i < b.N; i++ {
 		j := i / round % len(sizes)
 		f := fixtures[j]
-		req := VerifyRequest{Token: f.tokens[rand.IntN(len(f.tokens))], Scopes: []string{"sdk"}, Env: Production, Cost: 1}
+		req := keys.VerifyRequest{Token: f.tokens[rand.IntN(len(f.tokens))], Scopes: []string{"sdk"}, Env: keys.Production, Cost: 1}
 		start := time.Now()
 		res, err := f.s.Verify(ctx, req)
 		durations[j] = append(durations[j], time.Since(start))
-		if err != nil || res.Code != Valid {
+		if err != nil || res.Code != keys.Valid {
 			b.Fatalf("verify: %v, %+v", err, res)
 		}
 	}
@@ -93,7 +94,7 @@ func benchStore(b *testing.B, n int) *benchFixture {
 	if err != nil {
 		b.Fatal(err)
 	}
-	s, err := OpenSQLite(context.Background(), filepath.Join(dir, "bench.db"), Options{})
+	s, err := Open(context.Background(), filepath.Join(dir, "bench.db"), Options{})
 	if err != nil {
 		os.RemoveAll(dir)
 		b.Fatal(err)
@@ -154,7 +155,7 @@ func benchStore(b *testing.B, n int) *benchFixture {
 	if err := s.Close(); err != nil {
 		b.Fatal(err)
 	}
-	if f.s, err = OpenSQLite(context.Background(), filepath.Join(dir, "bench.db"), Options{}); err != nil {
+	if f.s, err = Open(context.Background(), filepath.Join(dir, "bench.db"), Options{}); err != nil {
 		b.Fatal(err)
 	}
 	return f

@@ -1,4 +1,4 @@
-package store
+package sqlite
 
 import (
 	"context"
@@ -7,10 +7,10 @@ import (
 	"errors"
 	"fmt"
 	"maps"
-	"slices"
 	"time"
 
 	"github.com/keyctl/keyctl/apikey"
+	"github.com/keyctl/keyctl/store/keys"
 )
 
 // A key's usage lives in its usage log: the count, time and last address
@@ -42,9 +42,9 @@ type querier interface {
 
 type scanner interface{ Scan(dest ...any) error }
 
-func (s *SQLite) scanKey(row scanner) (*Key, error) {
+func (s *SQLite) scanKey(row scanner) (*keys.Key, error) {
 	var (
-		k                               Key
+		k                               keys.Key
 		scopes, ips, meta               string
 		expires, last, rotated, revoked sql.NullInt64
 		quota, remaining, rateCount     sql.NullInt64
@@ -67,10 +67,10 @@ func (s *SQLite) scanKey(row scanner) (*Key, error) {
 	k.CreatedAt, k.UpdatedAt = time.Unix(created, 0).UTC(), time.Unix(updated, 0).UTC()
 	k.Quota, k.QuotaRemaining = nullInt(quota), nullInt(remaining)
 	if rateCount.Valid && rateUnit.Valid {
-		k.RateLimit = &RateLimit{Count: rateCount.Int64, Unit: rateUnit.String}
+		k.RateLimit = &keys.RateLimit{Count: rateCount.Int64, Unit: rateUnit.String}
 	}
-	k.stored = k.Status
-	k.Status = StatusAt(k.Status, k.ExpiresAt, s.now())
+	k.Stored = k.Status
+	k.Status = keys.StatusAt(k.Status, k.ExpiresAt, s.now())
 	return &k, nil
 }
 
@@ -124,14 +124,14 @@ func mustJSON(v any) string {
 
 // resolve finds the key ref names: by id first, else the key of that name
 // that is not revoked, else the one of that name revoked most recently.
-func (s *SQLite) resolve(ctx context.Context, q querier, ref string) (*Key, error) {
+func (s *SQLite) resolve(ctx context.Context, q querier, ref string) (*keys.Key, error) {
 	k, err := s.scanKey(q.QueryRowContext(ctx, `SELECT `+keyColumns+` FROM keys k `+usageJoin+` WHERE k.id = ?`, ref))
 	if errors.Is(err, sql.ErrNoRows) {
 		k, err = s.scanKey(q.QueryRowContext(ctx, `SELECT `+keyColumns+` FROM keys k `+usageJoin+` WHERE k.name = ?
 			ORDER BY k.status = 'revoked', k.revoked_at DESC, k.rowid DESC LIMIT 1`, ref))
 	}
 	if errors.Is(err, sql.ErrNoRows) {
-		return nil, fmt.Errorf("key %q %w", ref, ErrNotFound)
+		return nil, fmt.Errorf("key %q %w", ref, keys.ErrNotFound)
 	}
 	return k, err
 }
@@ -142,22 +142,22 @@ func (s *SQLite) nameInUse(ctx context.Context, tx *sql.Tx, name string) (bool, 
 	return n > 0, err
 }
 
-func (s *SQLite) newSecret(prefix string, env Env) (token string, digest []byte, start string, err error) {
+func (s *SQLite) newSecret(prefix string, env keys.Env) (token string, digest []byte, start string, err error) {
 	tok, err := apikey.New(prefix, env.Tag())
 	if err != nil {
-		return "", nil, "", fmt.Errorf("%w: %w", ErrInvalid, err)
+		return "", nil, "", fmt.Errorf("%w: %w", keys.ErrInvalid, err)
 	}
 	token = tok.String()
 	return token, apikey.Digest(token, s.pepper), tok.Start(), nil
 }
 
 // Create issues a key.
-func (s *SQLite) Create(ctx context.Context, p CreateParams) (*Key, string, error) {
+func (s *SQLite) Create(ctx context.Context, p keys.CreateParams) (*keys.Key, string, error) {
 	if err := p.Validate(); err != nil {
 		return nil, "", err
 	}
 	if p.CreatedBy == "" {
-		p.CreatedBy = ActorFrom(ctx).Name
+		p.CreatedBy = keys.ActorFrom(ctx).Name
 	}
 	id, err := NewID()
 	if err != nil {
@@ -180,7 +180,7 @@ func (s *SQLite) Create(ctx context.Context, p CreateParams) (*Key, string, erro
 	if meta == nil {
 		meta = map[string]string{}
 	}
-	var k *Key
+	var k *keys.Key
 	err = s.tx(ctx, func(tx *sql.Tx) error {
 		name := p.Name
 		if name == "" {
@@ -190,13 +190,13 @@ func (s *SQLite) Create(ctx context.Context, p CreateParams) (*Key, string, erro
 		} else if used, err := s.nameInUse(ctx, tx, name); err != nil {
 			return err
 		} else if used {
-			return fmt.Errorf("name %q is already in use by another key: %w", name, ErrConflict)
+			return fmt.Errorf("name %q is already in use by another key: %w", name, keys.ErrConflict)
 		}
 		_, err := tx.ExecContext(ctx, `INSERT INTO keys (id, name, description, prefix, env, start, status,
 			scopes, allowed_ips, metadata, expires_at, quota, quota_remaining, rate_count, rate_unit,
 			created_at, created_by, updated_at) VALUES (?, ?, ?, ?, ?, ?, 'active', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
-			id, name, p.Description, p.Prefix, p.Env, start, mustJSON(NormalizeSet(p.Scopes)),
-			mustJSON(NormalizeSet(p.AllowedIPs)), mustJSON(meta), toUnix(p.ExpiresAt), quota, quota,
+			id, name, p.Description, p.Prefix, p.Env, start, mustJSON(keys.NormalizeSet(p.Scopes)),
+			mustJSON(keys.NormalizeSet(p.AllowedIPs)), mustJSON(meta), toUnix(p.ExpiresAt), quota, quota,
 			rateCount, rateUnit, now, p.CreatedBy, now)
 		if err != nil {
 			return err
@@ -208,7 +208,7 @@ func (s *SQLite) Create(ctx context.Context, p CreateParams) (*Key, string, erro
 		if k, err = s.resolve(ctx, tx, id); err != nil {
 			return err
 		}
-		return s.appendAudit(ctx, tx, ActionCreate, k, diffKeys(nil, k))
+		return s.appendAudit(ctx, tx, keys.ActionCreate, k, keys.Diff(nil, k))
 	})
 	if err != nil {
 		return nil, "", err
@@ -217,21 +217,21 @@ func (s *SQLite) Create(ctx context.Context, p CreateParams) (*Key, string, erro
 }
 
 // Get resolves ref to a key.
-func (s *SQLite) Get(ctx context.Context, ref string) (*Key, error) {
+func (s *SQLite) Get(ctx context.Context, ref string) (*keys.Key, error) {
 	return s.resolve(ctx, s.db, ref)
 }
 
 // Find returns the key that token is a secret of.
-func (s *SQLite) Find(ctx context.Context, token string) (*Key, error) {
+func (s *SQLite) Find(ctx context.Context, token string) (*keys.Key, error) {
 	if _, err := apikey.Parse(token); err != nil {
-		return nil, fmt.Errorf("%w: %w", ErrInvalid, err)
+		return nil, fmt.Errorf("%w: %w", keys.ErrInvalid, err)
 	}
 	digest := apikey.Digest(token, s.pepper)
 	var stored []byte
 	var keyID string
 	err := s.db.QueryRowContext(ctx, `SELECT digest, key_id FROM secrets WHERE digest = ?`, digest).Scan(&stored, &keyID)
 	if errors.Is(err, sql.ErrNoRows) || err == nil && !apikey.Equal(stored, digest) {
-		return nil, fmt.Errorf("key %w", ErrNotFound)
+		return nil, fmt.Errorf("key %w", keys.ErrNotFound)
 	}
 	if err != nil {
 		return nil, err
@@ -240,9 +240,9 @@ func (s *SQLite) Find(ctx context.Context, token string) (*Key, error) {
 }
 
 // List returns the keys that match f, newest first.
-func (s *SQLite) List(ctx context.Context, f ListFilter) ([]*Key, error) {
+func (s *SQLite) List(ctx context.Context, f keys.ListFilter) ([]*keys.Key, error) {
 	query := `SELECT ` + keyColumns + ` FROM keys k ` + usageJoin
-	if !f.All && f.Status != Revoked {
+	if !f.All && f.Status != keys.Revoked {
 		query += ` WHERE k.status <> 'revoked'`
 	}
 	rows, err := s.db.QueryContext(ctx, query+` ORDER BY k.created_at DESC, k.rowid DESC`)
@@ -251,7 +251,7 @@ func (s *SQLite) List(ctx context.Context, f ListFilter) ([]*Key, error) {
 	}
 	defer rows.Close()
 	now := s.now()
-	keys := []*Key{}
+	keys := []*keys.Key{}
 	for rows.Next() {
 		k, err := s.scanKey(rows)
 		if err != nil {
@@ -267,16 +267,16 @@ func (s *SQLite) List(ctx context.Context, f ListFilter) ([]*Key, error) {
 // change runs fn on the key ref resolves to, inside one transaction, refusing
 // revoked keys; audits what changed (with extra details), and returns the
 // key as it is afterwards.
-func (s *SQLite) change(ctx context.Context, ref, action string, extra map[string]Change,
-	fn func(tx *sql.Tx, k *Key, now int64) error) (*Key, error) {
-	var out *Key
+func (s *SQLite) change(ctx context.Context, ref, action string, extra map[string]keys.Change,
+	fn func(tx *sql.Tx, k *keys.Key, now int64) error) (*keys.Key, error) {
+	var out *keys.Key
 	err := s.tx(ctx, func(tx *sql.Tx) error {
 		k, err := s.resolve(ctx, tx, ref)
 		if err != nil {
 			return err
 		}
-		if k.Status == Revoked {
-			return fmt.Errorf("key %q (%s) %w", k.Name, k.ID, ErrRevoked)
+		if k.Status == keys.Revoked {
+			return fmt.Errorf("key %q (%s) %w", k.Name, k.ID, keys.ErrRevoked)
 		}
 		if err := fn(tx, k, s.now().Unix()); err != nil {
 			return err
@@ -284,7 +284,7 @@ func (s *SQLite) change(ctx context.Context, ref, action string, extra map[strin
 		if out, err = s.resolve(ctx, tx, k.ID); err != nil {
 			return err
 		}
-		changes := diffKeys(k, out)
+		changes := keys.Diff(k, out)
 		if len(changes) == 0 {
 			return nil // nothing changed, nothing to audit
 		}
@@ -295,19 +295,19 @@ func (s *SQLite) change(ctx context.Context, ref, action string, extra map[strin
 }
 
 // Update changes a key's settings.
-func (s *SQLite) Update(ctx context.Context, ref string, p UpdateParams) (*Key, error) {
+func (s *SQLite) Update(ctx context.Context, ref string, p keys.UpdateParams) (*keys.Key, error) {
 	if err := p.Validate(); err != nil {
 		return nil, err
 	}
-	return s.change(ctx, ref, ActionUpdate, nil, func(tx *sql.Tx, k *Key, now int64) error {
+	return s.change(ctx, ref, keys.ActionUpdate, nil, func(tx *sql.Tx, k *keys.Key, now int64) error {
 		if p.Name != nil && *p.Name != k.Name {
 			if used, err := s.nameInUse(ctx, tx, *p.Name); err != nil {
 				return err
 			} else if used {
-				return fmt.Errorf("name %q is already in use by another key: %w", *p.Name, ErrConflict)
+				return fmt.Errorf("name %q is already in use by another key: %w", *p.Name, keys.ErrConflict)
 			}
 		}
-		u := p.apply(k)
+		u := p.Apply(k)
 		var rateCount, rateUnit any
 		if u.RateLimit != nil {
 			rateCount, rateUnit = u.RateLimit.Count, u.RateLimit.Unit
@@ -328,57 +328,15 @@ func ptrValue(p *int64) any {
 	return *p
 }
 
-// apply returns k with p's changes made; k itself is left as it was.
-func (p UpdateParams) apply(k *Key) Key {
-	u := *k
-	if p.Name != nil {
-		u.Name = *p.Name
-	}
-	if p.Description != nil {
-		u.Description = *p.Description
-	}
-	u.Scopes = NormalizeSet(slices.DeleteFunc(append(slices.Clone(k.Scopes), p.AddScopes...),
-		func(s string) bool { return slices.Contains(p.RemoveScopes, s) }))
-	u.AllowedIPs = NormalizeSet(slices.DeleteFunc(append(slices.Clone(k.AllowedIPs), p.AddIPs...),
-		func(s string) bool { return slices.Contains(p.RemoveIPs, s) }))
-	switch {
-	case p.ClearExpiry:
-		u.ExpiresAt = nil
-	case p.ExpiresAt != nil:
-		u.ExpiresAt = p.ExpiresAt
-	}
-	switch {
-	case p.ClearQuota:
-		u.Quota, u.QuotaRemaining = nil, nil
-	case p.Quota != nil:
-		u.Quota, u.QuotaRemaining = p.Quota, p.Quota
-	}
-	switch {
-	case p.ClearRateLimit:
-		u.RateLimit = nil
-	case p.RateLimit != nil:
-		u.RateLimit = p.RateLimit
-	}
-	u.Metadata = maps.Clone(k.Metadata)
-	if u.Metadata == nil {
-		u.Metadata = map[string]string{}
-	}
-	maps.Copy(u.Metadata, p.SetMeta)
-	for _, m := range p.RemoveMeta {
-		delete(u.Metadata, m)
-	}
-	return u
-}
-
 // Rotate gives a key a new secret. The current secret, and any still in a
 // grace period, end at now+grace at the latest.
-func (s *SQLite) Rotate(ctx context.Context, ref string, grace time.Duration) (*Key, string, error) {
+func (s *SQLite) Rotate(ctx context.Context, ref string, grace time.Duration) (*keys.Key, string, error) {
 	if grace < 0 {
-		return nil, "", fmt.Errorf("%w: grace period %s is negative", ErrInvalid, grace)
+		return nil, "", fmt.Errorf("%w: grace period %s is negative", keys.ErrInvalid, grace)
 	}
 	var token string
-	extra := map[string]Change{"grace": {To: FormatDuration(grace)}}
-	k, err := s.change(ctx, ref, ActionRotate, extra, func(tx *sql.Tx, k *Key, now int64) error {
+	extra := map[string]keys.Change{"grace": {To: keys.FormatDuration(grace)}}
+	k, err := s.change(ctx, ref, keys.ActionRotate, extra, func(tx *sql.Tx, k *keys.Key, now int64) error {
 		var digest []byte
 		var start string
 		var err error
@@ -406,12 +364,12 @@ func (s *SQLite) Rotate(ctx context.Context, ref string, grace time.Duration) (*
 
 // SetDisabled disables or enables a key; asking for the state it is in
 // changes nothing.
-func (s *SQLite) SetDisabled(ctx context.Context, ref string, disabled bool) (*Key, error) {
-	from, to, action := Disabled, Active, ActionEnable
+func (s *SQLite) SetDisabled(ctx context.Context, ref string, disabled bool) (*keys.Key, error) {
+	from, to, action := keys.Disabled, keys.Active, keys.ActionEnable
 	if disabled {
-		from, to, action = Active, Disabled, ActionDisable
+		from, to, action = keys.Active, keys.Disabled, keys.ActionDisable
 	}
-	return s.change(ctx, ref, action, nil, func(tx *sql.Tx, k *Key, now int64) error {
+	return s.change(ctx, ref, action, nil, func(tx *sql.Tx, k *keys.Key, now int64) error {
 		_, err := tx.ExecContext(ctx, `UPDATE keys SET status = ?, updated_at = ? WHERE id = ? AND status = ?`,
 			to, now, k.ID, from)
 		return err
@@ -419,14 +377,14 @@ func (s *SQLite) SetDisabled(ctx context.Context, ref string, disabled bool) (*K
 }
 
 // Revoke revokes a key for good. A revoked key is returned as it is.
-func (s *SQLite) Revoke(ctx context.Context, ref, reason string) (*Key, error) {
-	var out *Key
+func (s *SQLite) Revoke(ctx context.Context, ref, reason string) (*keys.Key, error) {
+	var out *keys.Key
 	err := s.tx(ctx, func(tx *sql.Tx) error {
 		k, err := s.resolve(ctx, tx, ref)
 		if err != nil {
 			return err
 		}
-		if k.Status == Revoked {
+		if k.Status == keys.Revoked {
 			out = k
 			return nil
 		}
@@ -438,7 +396,7 @@ func (s *SQLite) Revoke(ctx context.Context, ref, reason string) (*Key, error) {
 		if out, err = s.resolve(ctx, tx, k.ID); err != nil {
 			return err
 		}
-		return s.appendAudit(ctx, tx, ActionRevoke, out, diffKeys(k, out))
+		return s.appendAudit(ctx, tx, keys.ActionRevoke, out, keys.Diff(k, out))
 	})
 	return out, err
 }

@@ -1,4 +1,4 @@
-package store
+package sqlite
 
 import (
 	"bytes"
@@ -9,6 +9,8 @@ import (
 	"slices"
 	"testing"
 	"time"
+
+	"github.com/keyctl/keyctl/store/keys"
 )
 
 type clock struct{ t time.Time }
@@ -23,7 +25,7 @@ func timep(t time.Time) *time.Time       { return &t }
 func openTest(t *testing.T, c *clock) (*SQLite, string) {
 	t.Helper()
 	path := filepath.Join(t.TempDir(), "data", "keyctl.db")
-	s, err := OpenSQLite(context.Background(), path, Options{Now: c.Now})
+	s, err := Open(context.Background(), path, Options{Now: c.Now})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -31,10 +33,10 @@ func openTest(t *testing.T, c *clock) (*SQLite, string) {
 	return s, path
 }
 
-func create(t *testing.T, s *SQLite, p CreateParams) (*Key, string) {
+func create(t *testing.T, s *SQLite, p keys.CreateParams) (*keys.Key, string) {
 	t.Helper()
 	if p.Env == "" {
-		p.Env = Production
+		p.Env = keys.Production
 	}
 	if p.Prefix == "" {
 		p.Prefix = "sk"
@@ -50,14 +52,14 @@ func TestCreateStoresSettings(t *testing.T) {
 	c := newClock()
 	s, path := openTest(t, c)
 	exp := c.t.Add(48 * time.Hour)
-	k, secret := create(t, s, CreateParams{
+	k, secret := create(t, s, keys.CreateParams{
 		Name: "billing", Description: "billing service", Scopes: []string{"sdk", "proxy", "sdk"},
 		ExpiresAt: &exp, AllowedIPs: []string{"10.0.0.0/8", "::1"}, Quota: int64p(5),
-		RateLimit: &RateLimit{Count: 100, Unit: "minute"}, Metadata: map[string]string{"team": "pay"},
+		RateLimit: &keys.RateLimit{Count: 100, Unit: "minute"}, Metadata: map[string]string{"team": "pay"},
 		CreatedBy: "alice",
 	})
-	if k.Name != "billing" || !slices.Equal(k.Scopes, []string{"proxy", "sdk"}) || k.Env != Production ||
-		k.Status != Active || !k.ExpiresAt.Equal(exp) || *k.QuotaRemaining != 5 || k.RateLimit.String() != "100/m" ||
+	if k.Name != "billing" || !slices.Equal(k.Scopes, []string{"proxy", "sdk"}) || k.Env != keys.Production ||
+		k.Status != keys.Active || !k.ExpiresAt.Equal(exp) || *k.QuotaRemaining != 5 || k.RateLimit.String() != "100/m" ||
 		k.Metadata["team"] != "pay" || k.CreatedBy != "alice" || !k.CreatedAt.Equal(c.t) {
 		t.Fatalf("created key = %+v", k)
 	}
@@ -81,26 +83,26 @@ func TestNameResolution(t *testing.T) {
 	c := newClock()
 	s, _ := openTest(t, c)
 	ctx := context.Background()
-	old, _ := create(t, s, CreateParams{Name: "ci"})
-	if _, _, err := s.Create(ctx, CreateParams{Name: "ci", Env: Production, Prefix: "sk"}); !errors.Is(err, ErrConflict) {
+	old, _ := create(t, s, keys.CreateParams{Name: "ci"})
+	if _, _, err := s.Create(ctx, keys.CreateParams{Name: "ci", Env: keys.Production, Prefix: "sk"}); !errors.Is(err, keys.ErrConflict) {
 		t.Fatalf("second key named ci: err = %v, want ErrConflict", err)
 	}
 	if _, err := s.Revoke(ctx, "ci", "leaked"); err != nil {
 		t.Fatal(err)
 	}
 	got, err := s.Get(ctx, "ci")
-	if err != nil || got.ID != old.ID || got.Status != Revoked {
+	if err != nil || got.ID != old.ID || got.Status != keys.Revoked {
 		t.Fatalf("Get(ci) after revoke = %+v, %v; want the revoked key", got, err)
 	}
 	c.Advance(time.Minute)
-	fresh, _ := create(t, s, CreateParams{Name: "ci"})
+	fresh, _ := create(t, s, keys.CreateParams{Name: "ci"})
 	if got, _ := s.Get(ctx, "ci"); got.ID != fresh.ID {
 		t.Errorf("Get(ci) = %s; want the live key %s", got.ID, fresh.ID)
 	}
 	if got, _ := s.Get(ctx, old.ID); got.ID != old.ID {
 		t.Errorf("Get(id) = %s; want %s", got.ID, old.ID)
 	}
-	if _, err := s.Get(ctx, "nope"); !errors.Is(err, ErrNotFound) {
+	if _, err := s.Get(ctx, "nope"); !errors.Is(err, keys.ErrNotFound) {
 		t.Errorf("Get(nope) = %v, want ErrNotFound", err)
 	}
 	// Of two revoked keys of one name, the more recently revoked is chosen.
@@ -115,10 +117,10 @@ func TestLifecycle(t *testing.T) {
 	c := newClock()
 	s, _ := openTest(t, c)
 	ctx := context.Background()
-	k, _ := create(t, s, CreateParams{Name: "svc", Scopes: []string{"a"}})
+	k, _ := create(t, s, keys.CreateParams{Name: "svc", Scopes: []string{"a"}})
 
 	c.Advance(time.Hour)
-	u, err := s.Update(ctx, "svc", UpdateParams{Name: strp("svc2"), AddScopes: []string{"b"}, RemoveScopes: []string{"a"},
+	u, err := s.Update(ctx, "svc", keys.UpdateParams{Name: strp("svc2"), AddScopes: []string{"b"}, RemoveScopes: []string{"a"},
 		AddIPs: []string{"192.0.2.1"}, Quota: int64p(3), SetMeta: map[string]string{"x": "1"}})
 	if err != nil {
 		t.Fatal(err)
@@ -127,22 +129,22 @@ func TestLifecycle(t *testing.T) {
 		!u.UpdatedAt.Equal(c.t) || !slices.Equal(u.AllowedIPs, []string{"192.0.2.1"}) {
 		t.Fatalf("updated = %+v", u)
 	}
-	u, _ = s.Update(ctx, k.ID, UpdateParams{ClearQuota: true, RemoveMeta: []string{"x"}, RemoveIPs: []string{"192.0.2.1"}})
+	u, _ = s.Update(ctx, k.ID, keys.UpdateParams{ClearQuota: true, RemoveMeta: []string{"x"}, RemoveIPs: []string{"192.0.2.1"}})
 	if u.Quota != nil || len(u.Metadata) != 0 || len(u.AllowedIPs) != 0 {
 		t.Fatalf("cleared = %+v", u)
 	}
 
 	d, err := s.SetDisabled(ctx, k.ID, true)
-	if err != nil || d.Status != Disabled {
+	if err != nil || d.Status != keys.Disabled {
 		t.Fatalf("disable: %+v, %v", d, err)
 	}
 	e, err := s.SetDisabled(ctx, k.ID, false)
-	if err != nil || e.Status != Active {
+	if err != nil || e.Status != keys.Active {
 		t.Fatalf("enable: %+v, %v", e, err)
 	}
 
 	r, err := s.Revoke(ctx, k.ID, "leaked in a log")
-	if err != nil || r.Status != Revoked || r.RevokeReason != "leaked in a log" || !r.RevokedAt.Equal(c.t) {
+	if err != nil || r.Status != keys.Revoked || r.RevokeReason != "leaked in a log" || !r.RevokedAt.Equal(c.t) {
 		t.Fatalf("revoke: %+v, %v", r, err)
 	}
 	c.Advance(time.Hour)
@@ -153,10 +155,10 @@ func TestLifecycle(t *testing.T) {
 	for name, op := range map[string]func() error{
 		"enable":  func() error { _, err := s.SetDisabled(ctx, k.ID, false); return err },
 		"disable": func() error { _, err := s.SetDisabled(ctx, k.ID, true); return err },
-		"update":  func() error { _, err := s.Update(ctx, k.ID, UpdateParams{Description: strp("x")}); return err },
+		"update":  func() error { _, err := s.Update(ctx, k.ID, keys.UpdateParams{Description: strp("x")}); return err },
 		"rotate":  func() error { _, _, err := s.Rotate(ctx, k.ID, 0); return err },
 	} {
-		if err := op(); !errors.Is(err, ErrRevoked) {
+		if err := op(); !errors.Is(err, keys.ErrRevoked) {
 			t.Errorf("%s of a revoked key: err = %v, want ErrRevoked", name, err)
 		}
 	}
@@ -164,9 +166,9 @@ func TestLifecycle(t *testing.T) {
 
 func TestUpdateNameConflict(t *testing.T) {
 	s, _ := openTest(t, newClock())
-	create(t, s, CreateParams{Name: "a"})
-	create(t, s, CreateParams{Name: "b"})
-	if _, err := s.Update(context.Background(), "b", UpdateParams{Name: strp("a")}); !errors.Is(err, ErrConflict) {
+	create(t, s, keys.CreateParams{Name: "a"})
+	create(t, s, keys.CreateParams{Name: "b"})
+	if _, err := s.Update(context.Background(), "b", keys.UpdateParams{Name: strp("a")}); !errors.Is(err, keys.ErrConflict) {
 		t.Fatalf("rename onto a live name: %v", err)
 	}
 }
@@ -174,10 +176,10 @@ func TestUpdateNameConflict(t *testing.T) {
 func TestExpiryIsDerived(t *testing.T) {
 	c := newClock()
 	s, _ := openTest(t, c)
-	create(t, s, CreateParams{Name: "short", ExpiresAt: timep(c.t.Add(time.Minute))})
+	create(t, s, keys.CreateParams{Name: "short", ExpiresAt: timep(c.t.Add(time.Minute))})
 	c.Advance(time.Minute)
 	k, _ := s.Get(context.Background(), "short")
-	if k.Status != Expired {
+	if k.Status != keys.Expired {
 		t.Fatalf("status at expiry = %s, want expired", k.Status)
 	}
 }
@@ -186,13 +188,13 @@ func TestRotateKeepsIdentityAndEndsOldSecrets(t *testing.T) {
 	c := newClock()
 	s, _ := openTest(t, c)
 	ctx := context.Background()
-	k, first := create(t, s, CreateParams{Name: "r", Scopes: []string{"sdk"}, Env: Staging, Prefix: "pk"})
+	k, first := create(t, s, keys.CreateParams{Name: "r", Scopes: []string{"sdk"}, Env: keys.Staging, Prefix: "pk"})
 	c.Advance(time.Minute)
 	r, second, err := s.Rotate(ctx, "r", time.Hour)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if r.ID != k.ID || r.Name != "r" || !slices.Equal(r.Scopes, k.Scopes) || r.Env != Staging || r.Prefix != "pk" ||
+	if r.ID != k.ID || r.Name != "r" || !slices.Equal(r.Scopes, k.Scopes) || r.Env != keys.Staging || r.Prefix != "pk" ||
 		!r.RotatedAt.Equal(c.t) || second == first || r.Start != second[:len("pk_test_")+8] {
 		t.Fatalf("rotated = %+v", r)
 	}
@@ -231,13 +233,13 @@ func TestListFilters(t *testing.T) {
 	c := newClock()
 	s, _ := openTest(t, c)
 	ctx := context.Background()
-	create(t, s, CreateParams{Name: "p", Env: Production, Scopes: []string{"sdk"}, ExpiresAt: timep(c.t.Add(48 * time.Hour))})
-	create(t, s, CreateParams{Name: "d", Env: Development, Scopes: []string{"proxy"}})
-	create(t, s, CreateParams{Name: "gone", Env: Production})
+	create(t, s, keys.CreateParams{Name: "p", Env: keys.Production, Scopes: []string{"sdk"}, ExpiresAt: timep(c.t.Add(48 * time.Hour))})
+	create(t, s, keys.CreateParams{Name: "d", Env: keys.Development, Scopes: []string{"proxy"}})
+	create(t, s, keys.CreateParams{Name: "gone", Env: keys.Production})
 	s.Revoke(ctx, "gone", "")
 	c.Advance(24 * time.Hour)
 
-	names := func(f ListFilter) []string {
+	names := func(f keys.ListFilter) []string {
 		keys, err := s.List(ctx, f)
 		if err != nil {
 			t.Fatal(err)
@@ -250,18 +252,18 @@ func TestListFilters(t *testing.T) {
 		return out
 	}
 	for _, tt := range []struct {
-		f    ListFilter
+		f    keys.ListFilter
 		want []string
 	}{
-		{ListFilter{}, []string{"d", "p"}},
-		{ListFilter{All: true}, []string{"d", "gone", "p"}},
-		{ListFilter{Status: Revoked}, []string{"gone"}},
-		{ListFilter{Env: Production}, []string{"p"}},
-		{ListFilter{Scope: "proxy"}, []string{"d"}},
-		{ListFilter{Expiring: 36 * time.Hour}, []string{"p"}},
-		{ListFilter{Expiring: 12 * time.Hour}, nil},
-		{ListFilter{Unused: 12 * time.Hour}, []string{"d", "p"}},
-		{ListFilter{Unused: 48 * time.Hour}, nil},
+		{keys.ListFilter{}, []string{"d", "p"}},
+		{keys.ListFilter{All: true}, []string{"d", "gone", "p"}},
+		{keys.ListFilter{Status: keys.Revoked}, []string{"gone"}},
+		{keys.ListFilter{Env: keys.Production}, []string{"p"}},
+		{keys.ListFilter{Scope: "proxy"}, []string{"d"}},
+		{keys.ListFilter{Expiring: 36 * time.Hour}, []string{"p"}},
+		{keys.ListFilter{Expiring: 12 * time.Hour}, nil},
+		{keys.ListFilter{Unused: 12 * time.Hour}, []string{"d", "p"}},
+		{keys.ListFilter{Unused: 48 * time.Hour}, nil},
 	} {
 		if got := names(tt.f); !slices.Equal(got, tt.want) {
 			t.Errorf("List(%+v) = %v, want %v", tt.f, got, tt.want)
@@ -276,14 +278,14 @@ func TestNoSecretInDatabaseFiles(t *testing.T) {
 	ctx := context.Background()
 	var secrets []string
 	for range 3 {
-		_, secret := create(t, s, CreateParams{})
+		_, secret := create(t, s, keys.CreateParams{})
 		secrets = append(secrets, secret)
 	}
 	_, rotated, err := s.Rotate(ctx, "", 0)
 	if err == nil {
 		t.Fatal("rotating an empty ref should fail")
 	}
-	keys, _ := s.List(ctx, ListFilter{})
+	keys, _ := s.List(ctx, keys.ListFilter{})
 	for _, k := range keys {
 		if _, rotated, err = s.Rotate(ctx, k.ID, time.Hour); err != nil {
 			t.Fatal(err)

@@ -1,4 +1,4 @@
-package store
+package sqlite
 
 import (
 	"context"
@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"sync"
 	"time"
 
 	_ "modernc.org/sqlite" // registers the pure-Go "sqlite" driver
@@ -22,7 +23,13 @@ type Options struct {
 	// UsageRetention is how long verifications stay in the usage log;
 	// DefaultUsageRetention when zero.
 	UsageRetention time.Duration
+	// Readers is how many connections the fast path (Check) reads with,
+	// beside the one writer; DefaultReaders when zero.
+	Readers int
 }
+
+// DefaultReaders is how many connections the fast path reads with.
+const DefaultReaders = 4
 
 // DefaultUsageRetention is how long the usage log keeps verifications.
 const DefaultUsageRetention = 30 * 24 * time.Hour
@@ -36,13 +43,16 @@ type SQLite struct {
 	retention time.Duration
 	stmts     driverStmts
 	dsn       string
+	readers   int
+
+	fastMu sync.Mutex
+	fast   *checker // the fast path, once a check has opened it
+	closed bool
 }
 
-var _ Store = (*SQLite)(nil)
-
-// OpenSQLite opens the database at path, creating it (mode 0600, in a
+// Open opens the database at path, creating it (mode 0600, in a
 // directory created 0700) and bringing its schema up to date.
-func OpenSQLite(ctx context.Context, path string, opts Options) (*SQLite, error) {
+func Open(ctx context.Context, path string, opts Options) (*SQLite, error) {
 	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
 		return nil, fmt.Errorf("creating database directory: %w", err)
 	}
@@ -70,7 +80,10 @@ func OpenSQLite(ctx context.Context, path string, opts Options) (*SQLite, error)
 		return nil, fmt.Errorf("opening database: %w", err)
 	}
 	db.SetMaxOpenConns(1)
-	s := &SQLite{db: db, pepper: opts.Pepper, now: opts.Now, retention: opts.UsageRetention, dsn: dsn}
+	s := &SQLite{db: db, pepper: opts.Pepper, now: opts.Now, retention: opts.UsageRetention, dsn: dsn, readers: opts.Readers}
+	if s.readers <= 0 {
+		s.readers = DefaultReaders
+	}
 	if s.now == nil {
 		s.now = time.Now
 	}
@@ -84,9 +97,17 @@ func OpenSQLite(ctx context.Context, path string, opts Options) (*SQLite, error)
 	return s, nil
 }
 
-// Close closes the database.
+// Close records every use the fast path checked, and closes the database.
 func (s *SQLite) Close() error {
-	return errors.Join(s.stmts.close(s.db), s.db.Close())
+	s.fastMu.Lock()
+	fast := s.fast
+	s.closed, s.fast = true, nil
+	s.fastMu.Unlock()
+	var err error
+	if fast != nil {
+		err = fast.Close()
+	}
+	return errors.Join(err, s.stmts.close(s.db), s.db.Close())
 }
 
 // migrations bring the schema from version i to i+1. Append only: a

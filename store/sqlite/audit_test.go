@@ -1,4 +1,4 @@
-package store
+package sqlite
 
 import (
 	"context"
@@ -6,24 +6,26 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/keyctl/keyctl/store/keys"
 )
 
 func TestAuditRecordsEveryChange(t *testing.T) {
 	c := newClock()
 	s, _ := openTest(t, c)
-	ctx := WithActor(context.Background(), Actor{Kind: "key", ID: "key_admin", Name: "ops", Address: "192.0.2.1"})
-	_, secret := create(t, s, CreateParams{Name: "a", Scopes: []string{"sdk"}})
-	s.Update(ctx, "a", UpdateParams{AddScopes: []string{"proxy"}, Description: strp("x")})
-	s.Update(ctx, "a", UpdateParams{Description: strp("x")}) // no change: no entry
+	ctx := keys.WithActor(context.Background(), keys.Actor{Kind: "key", ID: "key_admin", Name: "ops", Address: "192.0.2.1"})
+	_, secret := create(t, s, keys.CreateParams{Name: "a", Scopes: []string{"sdk"}})
+	s.Update(ctx, "a", keys.UpdateParams{AddScopes: []string{"proxy"}, Description: strp("x")})
+	s.Update(ctx, "a", keys.UpdateParams{Description: strp("x")}) // no change: no entry
 	_, rotated, _ := s.Rotate(ctx, "a", time.Hour)
 	s.SetDisabled(ctx, "a", true)
 	s.SetDisabled(ctx, "a", true) // no change
 	s.SetDisabled(ctx, "a", false)
-	s.Revoke(WithNote(ctx, "leak response: found in app.env:3"), "a", "leaked")
+	s.Revoke(keys.WithNote(ctx, "leak response: found in app.env:3"), "a", "leaked")
 	s.Revoke(ctx, "a", "again") // no change
 	s.RecordDenied(ctx, "create", "", "keyctl:owner")
 
-	entries, err := s.Audit(context.Background(), AuditFilter{})
+	entries, err := s.Audit(context.Background(), keys.AuditFilter{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -54,10 +56,10 @@ func TestAuditRecordsEveryChange(t *testing.T) {
 	if entries[5].Note != "leak response: found in app.env:3" {
 		t.Errorf("revoke note = %q", entries[5].Note)
 	}
-	if got, _ := s.Audit(context.Background(), AuditFilter{Action: ActionRotate}); len(got) != 1 {
+	if got, _ := s.Audit(context.Background(), keys.AuditFilter{Action: keys.ActionRotate}); len(got) != 1 {
 		t.Errorf("filter by action: %d entries", len(got))
 	}
-	if got, _ := s.Audit(context.Background(), AuditFilter{Actor: "ops"}); len(got) != 6 {
+	if got, _ := s.Audit(context.Background(), keys.AuditFilter{Actor: "ops"}); len(got) != 6 {
 		t.Errorf("filter by actor: %d entries", len(got))
 	}
 	check, err := s.VerifyAudit(context.Background())
@@ -92,9 +94,9 @@ func TestVerifyAuditFindsTampering(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			s, _ := openTest(t, newClock())
 			ctx := context.Background()
-			create(t, s, CreateParams{Name: "a"})
-			s.Update(ctx, "a", UpdateParams{Description: strp("one")})
-			s.Update(ctx, "a", UpdateParams{Description: strp("two")})
+			create(t, s, keys.CreateParams{Name: "a"})
+			s.Update(ctx, "a", keys.UpdateParams{Description: strp("one")})
+			s.Update(ctx, "a", keys.UpdateParams{Description: strp("two")})
 			s.SetDisabled(ctx, "a", true)
 			if _, err := s.db.Exec(tt.sql); err != nil {
 				t.Fatal(err)
@@ -107,16 +109,5 @@ func TestVerifyAuditFindsTampering(t *testing.T) {
 				t.Fatalf("VerifyAudit = %+v; want entry %d: %s", check, tt.bad, tt.problem)
 			}
 		})
-	}
-}
-
-func TestFormatDuration(t *testing.T) {
-	for d, want := range map[time.Duration]string{
-		0: "0s", time.Hour: "1h", 90 * time.Minute: "1h30m", 24 * time.Hour: "1d", 30 * 24 * time.Hour: "30d",
-		36 * time.Hour: "36h", 90 * time.Second: "1m30s", 15 * time.Minute: "15m",
-	} {
-		if got := FormatDuration(d); got != want {
-			t.Errorf("FormatDuration(%v) = %q, want %q", d, got, want)
-		}
 	}
 }

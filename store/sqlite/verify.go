@@ -1,16 +1,16 @@
-package store
+package sqlite
 
 import (
 	"context"
 	"database/sql"
 	"errors"
 	"fmt"
-	"net/netip"
-	"slices"
 	"strings"
 	"time"
 
 	"github.com/keyctl/keyctl/apikey"
+	"github.com/keyctl/keyctl/store/decide"
+	"github.com/keyctl/keyctl/store/keys"
 )
 
 // Verify decides whether req's key may be used, in the documented check
@@ -18,8 +18,8 @@ import (
 // key, and the rate limit and quota only for a valid use, so that a rejected
 // call spends nothing. Immediate transactions make the quota exact across
 // processes.
-func (s *SQLite) Verify(ctx context.Context, req VerifyRequest) (*VerifyResult, error) {
-	res, err := s.VerifyBatch(ctx, []VerifyRequest{req})
+func (s *SQLite) Verify(ctx context.Context, req keys.VerifyRequest) (*keys.VerifyResult, error) {
+	res, err := s.VerifyBatch(ctx, []keys.VerifyRequest{req})
 	if err != nil {
 		return nil, err
 	}
@@ -29,17 +29,17 @@ func (s *SQLite) Verify(ctx context.Context, req VerifyRequest) (*VerifyResult, 
 // VerifyBatch verifies many requests in one transaction, one after the
 // other, exactly as if each were verified alone. A server that batches the
 // requests arriving at the same moment pays for one commit, not one each.
-func (s *SQLite) VerifyBatch(ctx context.Context, reqs []VerifyRequest) ([]*VerifyResult, error) {
-	out := make([]*VerifyResult, len(reqs))
+func (s *SQLite) VerifyBatch(ctx context.Context, reqs []keys.VerifyRequest) ([]*keys.VerifyResult, error) {
+	out := make([]*keys.VerifyResult, len(reqs))
 	digests := make([][]byte, len(reqs))
 	pending := false
 	for i, req := range reqs {
 		if _, err := apikey.Parse(req.Token); err != nil {
-			out[i] = MalformedResult()
+			out[i] = keys.MalformedResult()
 			continue
 		}
 		if req.Cost < 0 {
-			return nil, fmt.Errorf("%w: cost %d is negative", ErrInvalid, req.Cost)
+			return nil, fmt.Errorf("%w: cost %d is negative", keys.ErrInvalid, req.Cost)
 		}
 		digests[i] = apikey.Digest(req.Token, s.pepper)
 		pending = true
@@ -74,22 +74,21 @@ var verifyKeyQuery = `SELECT s.digest, s.ends_at, k.rate_tat, ` + keyColumns + `
 // transaction updates the row it read without a second index lookup.
 var verifyWriteQuery = strings.Replace(verifyKeyQuery, "SELECT ", "SELECT k.rowid, ", 1)
 
-func (s *SQLite) verifyOne(tx *writeTx, req VerifyRequest, digest []byte) (*VerifyResult, error) {
+func (s *SQLite) verifyOne(tx *writeTx, req keys.VerifyRequest, digest []byte) (*keys.VerifyResult, error) {
 	var tat, rowid int64
 	k, ends, err := s.scanVerifyRow(tx.queryRow(verifyWriteQuery, digest), digest, &tat, &rowid)
 	if err != nil || k == nil {
-		return NotFoundResult(), err
+		return keys.NotFoundResult(), err
 	}
-	now := s.now()
-	res := decide(k, ends, req, now, &tat)
-	return res, s.recordUse(tx, rowid, k, req, res, now, tat)
+	out := decide.Decide(decide.State{Key: k, SecretEnds: ends, RateTAT: tat}, req, s.now())
+	return out.Result, s.recordUse(tx, rowid, out)
 }
 
 // scanVerifyRow reads a row of verifyKeyQuery, preceded by the columns
 // prefix receives, into a key, the secret's end and the rate limiter's state
 // tat, and checks the digest in constant time. The key is nil when no secret
 // has the digest.
-func (s *SQLite) scanVerifyRow(row scanner, digest []byte, tat *int64, prefix ...any) (*Key, *time.Time, error) {
+func (s *SQLite) scanVerifyRow(row scanner, digest []byte, tat *int64, prefix ...any) (*keys.Key, *time.Time, error) {
 	var (
 		stored []byte
 		endsAt sql.NullInt64
@@ -109,133 +108,21 @@ type scanFunc func(dest ...any) error
 
 func (f scanFunc) Scan(dest ...any) error { return f(dest...) }
 
-// decide runs the checks in their documented order; the first failure
-// decides. tat is the rate limiter's state, advanced only for a valid use.
-func decide(k *Key, secretEnds *time.Time, req VerifyRequest, now time.Time, tat *int64) *VerifyResult {
-	switch {
-	case k.Status == Revoked:
-		reason := "the key was revoked"
-		if k.RevokedAt != nil {
-			reason += " at " + k.RevokedAt.Format(time.RFC3339)
-		}
-		if k.RevokeReason != "" {
-			reason += ": " + k.RevokeReason
-		}
-		return NewResult(CodeRevoked, reason, k)
-	case secretEnds != nil && !now.Before(*secretEnds):
-		return NewResult(CodeRevoked, "this secret was replaced by a rotation; it stopped working at "+
-			secretEnds.Format(time.RFC3339), k)
-	case k.stored == Disabled:
-		return NewResult(CodeDisabled, "the key is disabled", k)
-	case k.Status == Expired:
-		return NewResult(CodeExpired, "the key expired at "+k.ExpiresAt.Format(time.RFC3339), k)
-	case req.Env != "" && k.Env != req.Env:
-		return NewResult(Forbidden, fmt.Sprintf("wrong environment: the key is for %s, not %s", k.Env, req.Env), k)
-	}
-	if len(k.AllowedIPs) > 0 {
-		if !req.IP.IsValid() {
-			return NewResult(Forbidden, "address not allowed: the key accepts only listed addresses and none was given", k)
-		}
-		if !ipAllowed(k.AllowedIPs, req.IP) {
-			return NewResult(Forbidden, "address not allowed: "+req.IP.String()+" is not in the key's allowlist", k)
-		}
-	}
-	var missing []string
-	for _, sc := range req.Scopes {
-		if !slices.Contains(k.Scopes, sc) {
-			missing = append(missing, sc)
-		}
-	}
-	if len(missing) > 0 {
-		return NewResult(Forbidden, "missing scope: the key does not hold "+strings.Join(NormalizeSet(missing), ","), k)
-	}
-	newTat := *tat
-	if k.RateLimit != nil && req.Cost > 0 {
-		var retry time.Time
-		var ok bool
-		newTat, retry, ok = gcra(*tat, now, *k.RateLimit)
-		if !ok {
-			res := NewResult(RateLimited, fmt.Sprintf("rate limit %s exceeded; the next call is allowed at %s",
-				k.RateLimit, retry.UTC().Format(time.RFC3339Nano)), k)
-			res.RetryAt = &retry
-			return res
-		}
-	}
-	if k.QuotaRemaining != nil && *k.QuotaRemaining < req.Cost {
-		return NewResult(QuotaExceeded, fmt.Sprintf("the quota is spent: %d of %d uses remain, %d needed",
-			*k.QuotaRemaining, derefOr(k.Quota, *k.QuotaRemaining), req.Cost), k)
-	}
-	*tat = newTat
-	if k.QuotaRemaining != nil {
-		left := *k.QuotaRemaining - req.Cost
-		k.QuotaRemaining = &left
-	}
-	return NewResult(Valid, "the key may be used", k)
-}
-
-func derefOr(p *int64, v int64) int64 {
-	if p == nil {
-		return v
-	}
-	return *p
-}
-
-func ipAllowed(allowed []string, ip netip.Addr) bool {
-	ip = ip.Unmap()
-	for _, a := range allowed {
-		if p, err := netip.ParsePrefix(a); err == nil && p.Contains(ip) {
-			return true
-		}
-		if addr, err := netip.ParseAddr(a); err == nil && addr == ip {
-			return true
-		}
-	}
-	return false
-}
-
-// gcra is the generic cell rate algorithm: a burst of up to Count calls,
-// then one call every Period/Count. tat is the theoretical arrival time in
-// Unix nanoseconds; it returns the new one, or when the next call may come.
-func gcra(tat int64, now time.Time, r RateLimit) (newTat int64, retry time.Time, ok bool) {
-	period := r.Period().Nanoseconds()
-	interval := period / r.Count
-	t := max(tat, now.UnixNano())
-	next := t + interval
-	if next-now.UnixNano() > period {
-		return tat, time.Unix(0, next-period).UTC(), false
-	}
-	return next, time.Time{}, true
-}
-
 // recordUse writes what a verification changed: an entry in the key's
-// usage log for every found key, and the rate limiter and quota when res
-// spent them. The log is pruned to the retention now and then, not on every
-// call.
-func (s *SQLite) recordUse(tx *writeTx, rowid int64, k *Key, req VerifyRequest, res *VerifyResult, now time.Time, tat int64) error {
-	ip := markUsed(k, req, now)
-	if res.Code == Valid && req.Cost > 0 && (k.RateLimit != nil || k.QuotaRemaining != nil) {
-		if err := tx.exec(spendQuery, tat, ptrValue(k.QuotaRemaining), rowid); err != nil {
+// usage log for every found key, and the rate limiter and quota when the
+// use spent them. The log is pruned to the retention now and then, not on
+// every call.
+func (s *SQLite) recordUse(tx *writeTx, rowid int64, out decide.Outcome) error {
+	k := out.Result.Key
+	if out.Spent {
+		if err := tx.exec(spendQuery, out.RateTAT, ptrValue(out.QuotaRemaining), rowid); err != nil {
 			return err
 		}
 	}
-	if err := tx.exec(logUseQuery, k.ID, k.UsageCount, now.UnixMilli(), res.Code, ip, k.LastUsedIP); err != nil {
+	if err := tx.exec(logUseQuery, k.ID, k.UsageCount, out.Use.At.UnixMilli(), out.Use.Code, out.Use.IP, k.LastUsedIP); err != nil {
 		return err
 	}
 	return s.pruneUsage(tx, k.ID, k.UsageCount, k.UsageCount)
-}
-
-// markUsed counts a use in k as the database will once it is written, and
-// returns the address, if given.
-func markUsed(k *Key, req VerifyRequest, now time.Time) string {
-	k.UsageCount++
-	at := now.UTC().Truncate(time.Second)
-	k.LastUsedAt = &at
-	ip := ""
-	if req.IP.IsValid() {
-		ip = req.IP.Unmap().String()
-		k.LastUsedIP = ip
-	}
-	return ip
 }
 
 // pruneUsage trims a key's usage log to the retention each time its count
@@ -269,7 +156,7 @@ const (
 
 // Usage reports a key's recent verifications and counts per UTC day, from
 // the usage log.
-func (s *SQLite) Usage(ctx context.Context, ref string, q UsageQuery) (*UsageReport, error) {
+func (s *SQLite) Usage(ctx context.Context, ref string, q keys.UsageQuery) (*keys.UsageReport, error) {
 	k, err := s.Get(ctx, ref)
 	if err != nil {
 		return nil, err
@@ -282,7 +169,7 @@ func (s *SQLite) Usage(ctx context.Context, ref string, q UsageQuery) (*UsageRep
 	if q.Since.After(since) {
 		since = q.Since
 	}
-	rep := &UsageReport{Key: k, Retention: FormatDuration(s.retention), Events: []UsageEvent{}, Daily: []DailyUsage{}}
+	rep := &keys.UsageReport{Key: k, Retention: keys.FormatDuration(s.retention), Events: []keys.UsageEvent{}, Daily: []keys.DailyUsage{}}
 	rows, err := s.db.QueryContext(ctx, `SELECT at, code, ip FROM usage_events WHERE key_id = ? AND at >= ?
 		ORDER BY n DESC LIMIT ?`, k.ID, since.UnixMilli(), limit)
 	if err != nil {
@@ -290,7 +177,7 @@ func (s *SQLite) Usage(ctx context.Context, ref string, q UsageQuery) (*UsageRep
 	}
 	defer rows.Close()
 	for rows.Next() {
-		var e UsageEvent
+		var e keys.UsageEvent
 		var at int64
 		if err := rows.Scan(&at, &e.Code, &e.IP); err != nil {
 			return nil, err
@@ -310,13 +197,13 @@ func (s *SQLite) Usage(ctx context.Context, ref string, q UsageQuery) (*UsageRep
 	defer days.Close()
 	for days.Next() {
 		var day string
-		var code Code
+		var code keys.Code
 		var n int64
 		if err := days.Scan(&day, &code, &n); err != nil {
 			return nil, err
 		}
 		if len(rep.Daily) == 0 || rep.Daily[len(rep.Daily)-1].Day != day {
-			rep.Daily = append(rep.Daily, DailyUsage{Day: day, Codes: map[Code]int64{}})
+			rep.Daily = append(rep.Daily, keys.DailyUsage{Day: day, Codes: map[keys.Code]int64{}})
 		}
 		d := &rep.Daily[len(rep.Daily)-1]
 		d.Total += n

@@ -1,9 +1,11 @@
-package store
+package sqlite
 
 import (
 	"context"
 	"testing"
 	"time"
+
+	"github.com/keyctl/keyctl/store/keys"
 )
 
 // A reused token verification must never outlive a change to what it
@@ -12,52 +14,52 @@ func TestCheckTokenSeesEveryChange(t *testing.T) {
 	c := newClock()
 	s, _ := openTest(t, c)
 	ctx := context.Background()
-	_, tok := create(t, s, CreateParams{Name: "admin", Scopes: []string{"keyctl:admin"}})
-	chk, err := s.NewChecker(2)
+	_, tok := create(t, s, keys.CreateParams{Name: "admin", Scopes: []string{"keyctl:admin"}})
+	chk, err := s.newChecker(2)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer chk.Close()
-	code := func() Code {
+	code := func() keys.Code {
 		t.Helper()
-		res, exact, err := chk.CheckToken(ctx, VerifyRequest{Token: tok, Cost: 1})
+		res, exact, err := chk.CheckToken(ctx, keys.VerifyRequest{Token: tok, Cost: 1})
 		if err != nil || exact {
 			t.Fatalf("CheckToken: %v, exact %v", err, exact)
 		}
 		return res.Code
 	}
-	if got := code(); got != Valid {
+	if got := code(); got != keys.Valid {
 		t.Fatalf("first check: %s", got)
 	}
-	if got := code(); got != Valid {
+	if got := code(); got != keys.Valid {
 		t.Fatalf("reused check: %s", got)
 	}
 	if _, err := s.SetDisabled(ctx, "admin", true); err != nil {
 		t.Fatal(err)
 	}
-	if got := code(); got != CodeDisabled {
+	if got := code(); got != keys.CodeDisabled {
 		t.Fatalf("after disable: %s, want DISABLED", got)
 	}
 	s.SetDisabled(ctx, "admin", false)
-	if got := code(); got != Valid {
+	if got := code(); got != keys.Valid {
 		t.Fatalf("after enable: %s", got)
 	}
 	// Behind keyctl's back.
 	if _, err := s.db.Exec(`UPDATE keys SET status = 'revoked' WHERE name = 'admin'`); err != nil {
 		t.Fatal(err)
 	}
-	if got := code(); got != CodeRevoked {
+	if got := code(); got != keys.CodeRevoked {
 		t.Fatalf("after a direct revoke: %s, want REVOKED", got)
 	}
 	s.db.Exec(`UPDATE keys SET status = 'active' WHERE name = 'admin'`)
 	code()
 	// Time still passes for a reused verification.
 	s.db.Exec(`UPDATE keys SET expires_at = ? WHERE name = 'admin'`, c.t.Add(time.Minute).Unix())
-	if got := code(); got != Valid {
+	if got := code(); got != keys.Valid {
 		t.Fatalf("before expiry: %s", got)
 	}
 	c.Advance(time.Minute)
-	if got := code(); got != CodeExpired {
+	if got := code(); got != keys.CodeExpired {
 		t.Fatalf("at expiry: %s, want EXPIRED", got)
 	}
 	// Every use counts, reused or not.

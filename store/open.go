@@ -1,0 +1,59 @@
+package store
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"net/url"
+	"strings"
+	"time"
+
+	"github.com/keyctl/keyctl/store/remote"
+	"github.com/keyctl/keyctl/store/sqlite"
+)
+
+// Options configure the store Open returns; each backend takes what applies
+// to it.
+type Options struct {
+	// Pepper, when set, makes stored digests HMAC-SHA256 under it (local
+	// databases).
+	Pepper []byte
+	// Now is the clock; time.Now when nil.
+	Now func() time.Time
+	// UsageRetention is how long verifications stay in the usage log; the
+	// backend's default when zero.
+	UsageRetention time.Duration
+	// Token authenticates to a keyctl server (remote mode).
+	Token string
+	// HTTPClient talks to a keyctl server; a default one when nil.
+	HTTPClient *http.Client
+}
+
+// Open opens the store at addr, choosing the backend by its form:
+//
+//	/path/to/keyctl.db, sqlite:/path/to/keyctl.db   the embedded SQLite database
+//	http://host:port, https://host                 a keyctl server (remote mode)
+func Open(ctx context.Context, addr string, opts Options) (Store, error) {
+	switch {
+	case addr == "":
+		return nil, fmt.Errorf("no database: set --db or KEYCTL_DB")
+	case strings.HasPrefix(addr, "http://"), strings.HasPrefix(addr, "https://"):
+		return remote.New(addr, opts.Token, opts.HTTPClient)
+	case strings.HasPrefix(addr, "postgres://"), strings.HasPrefix(addr, "postgresql://"):
+		return nil, fmt.Errorf("%s: PostgreSQL is not supported by this keyctl", redact(addr))
+	}
+	return OpenSQLite(ctx, strings.TrimPrefix(addr, "sqlite:"), opts)
+}
+
+// OpenSQLite opens the SQLite database at path.
+func OpenSQLite(ctx context.Context, path string, opts Options) (*sqlite.SQLite, error) {
+	return sqlite.Open(ctx, path, sqlite.Options{Pepper: opts.Pepper, Now: opts.Now, UsageRetention: opts.UsageRetention})
+}
+
+// redact hides a password in a URL-shaped address.
+func redact(addr string) string {
+	if u, err := url.Parse(addr); err == nil {
+		return u.Redacted()
+	}
+	return "the database address"
+}
