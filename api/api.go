@@ -40,7 +40,7 @@ const (
 	CodeBodyTooLarge     = "body_too_large"     // 413: the body is over MaxBodyBytes
 	CodeRateLimited      = "rate_limited"       // 429: the token is over its own rate limit
 	CodeInternal         = "internal"           // 500
-	CodeUnavailable      = "unavailable"        // 503: the server is shutting down
+	CodeUnavailable      = "unavailable"        // 503: the server is shutting down, or its database is unavailable
 )
 
 // NoteHeader carries a note for the audit trail of an admin call, such as

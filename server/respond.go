@@ -67,6 +67,12 @@ func (s *Server) fail(w http.ResponseWriter, r *http.Request, err error) {
 		ae = errorf(http.StatusConflict, api.CodeRevoked, "%s", err)
 	case errors.Is(err, errClosed):
 		ae = errorf(http.StatusServiceUnavailable, api.CodeUnavailable, "the server is shutting down")
+	case errors.Is(err, keys.ErrUnavailable):
+		// Nothing was decided: the client may retry, here or at another
+		// replica. The cause is logged, not told.
+		s.errLog.Error("database unavailable", "method", r.Method, "route", r.Pattern, "error", err)
+		ae = errorf(http.StatusServiceUnavailable, api.CodeUnavailable, "the database is unavailable; retry")
+		ae.retryAfter = 1
 	default:
 		s.errLog.Error("request failed", "method", r.Method, "route", r.Pattern, "error", err)
 		ae = errorf(http.StatusInternalServerError, api.CodeInternal, "internal error")

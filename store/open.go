@@ -8,6 +8,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/keyctl/keyctl/store/postgres"
 	"github.com/keyctl/keyctl/store/remote"
 	"github.com/keyctl/keyctl/store/sqlite"
 )
@@ -27,33 +28,54 @@ type Options struct {
 	Token string
 	// HTTPClient talks to a keyctl server; a default one when nil.
 	HTTPClient *http.Client
+	// NoMigrate opens a PostgreSQL database without applying pending
+	// migrations (keyctl migrate applies them itself).
+	NoMigrate bool
 }
 
 // Open opens the store at addr, choosing the backend by its form:
 //
 //	/path/to/keyctl.db, sqlite:/path/to/keyctl.db   the embedded SQLite database
+//	postgres://user@host/db, postgresql://…         a PostgreSQL database several servers share
 //	http://host:port, https://host                 a keyctl server (remote mode)
 func Open(ctx context.Context, addr string, opts Options) (Store, error) {
 	switch {
 	case addr == "":
 		return nil, fmt.Errorf("no database: set --db or KEYCTL_DB")
-	case strings.HasPrefix(addr, "http://"), strings.HasPrefix(addr, "https://"):
+	case IsRemote(addr):
 		return remote.New(addr, opts.Token, opts.HTTPClient)
-	case strings.HasPrefix(addr, "postgres://"), strings.HasPrefix(addr, "postgresql://"):
-		return nil, fmt.Errorf("%s: PostgreSQL is not supported by this keyctl", redact(addr))
+	case IsPostgres(addr):
+		return postgres.Open(ctx, addr, postgres.Options{Pepper: opts.Pepper, Now: opts.Now,
+			UsageRetention: opts.UsageRetention, NoMigrate: opts.NoMigrate})
 	}
 	return OpenSQLite(ctx, strings.TrimPrefix(addr, "sqlite:"), opts)
+}
+
+// IsRemote reports whether addr names a keyctl server.
+func IsRemote(addr string) bool {
+	return strings.HasPrefix(addr, "http://") || strings.HasPrefix(addr, "https://")
+}
+
+// IsPostgres reports whether addr names a PostgreSQL database.
+func IsPostgres(addr string) bool {
+	return strings.HasPrefix(addr, "postgres://") || strings.HasPrefix(addr, "postgresql://")
+}
+
+// Redact is addr without its passwords, for messages: a path as it is, a
+// URL without the password it may hold.
+func Redact(addr string) string {
+	if IsPostgres(addr) {
+		return postgres.Redact(addr)
+	}
+	if IsRemote(addr) {
+		if u, err := url.Parse(addr); err == nil {
+			return u.Redacted()
+		}
+	}
+	return addr
 }
 
 // OpenSQLite opens the SQLite database at path.
 func OpenSQLite(ctx context.Context, path string, opts Options) (*sqlite.SQLite, error) {
 	return sqlite.Open(ctx, path, sqlite.Options{Pepper: opts.Pepper, Now: opts.Now, UsageRetention: opts.UsageRetention})
-}
-
-// redact hides a password in a URL-shaped address.
-func redact(addr string) string {
-	if u, err := url.Parse(addr); err == nil {
-		return u.Redacted()
-	}
-	return "the database address"
 }

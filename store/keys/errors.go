@@ -20,4 +20,7 @@ var (
 	ErrInvalid = errors.New("invalid")
 	// ErrClosed: the store is closing and takes no more requests.
 	ErrClosed = errors.New("closed")
+	// ErrUnavailable: the database cannot be reached, or cannot be
+	// trusted to be current; nothing was decided. It passes: retry.
+	ErrUnavailable = errors.New("the database is unavailable")
 )

@@ -2,62 +2,16 @@ package sqlite
 
 import (
 	"context"
-	"crypto/rand"
 	"database/sql"
-	"fmt"
-	"math/big"
 
-	"github.com/keyctl/keyctl/apikey"
+	"github.com/keyctl/keyctl/store/keys"
 )
 
 // NewID returns a public, non-secret key id: "key_" and 16 base62 characters.
-func NewID() (string, error) {
-	s, err := apikey.RandomID(16)
-	if err != nil {
-		return "", err
-	}
-	return "key_" + s, nil
-}
-
-var (
-	adjectives = []string{"amber", "brave", "calm", "clever", "crisp", "eager", "fancy", "gentle",
-		"golden", "happy", "jolly", "keen", "lively", "lucky", "mellow", "nimble", "proud", "quick",
-		"quiet", "rapid", "silver", "steady", "sunny", "swift", "tidy", "vivid", "witty", "zesty"}
-	nouns = []string{"badger", "beacon", "cedar", "comet", "falcon", "fern", "harbor", "heron",
-		"lantern", "maple", "meadow", "otter", "pebble", "pine", "raven", "river", "robin", "saturn",
-		"sparrow", "summit", "thistle", "tiger", "valley", "walrus", "willow", "zephyr"}
-)
-
-func pick(words []string) (string, error) {
-	n, err := rand.Int(rand.Reader, big.NewInt(int64(len(words))))
-	if err != nil {
-		return "", err
-	}
-	return words[n.Int64()], nil
-}
+func NewID() (string, error) { return keys.NewID() }
 
 // generateName returns a readable name no other live key has, such as
 // "swift-otter-4821".
 func (s *SQLite) generateName(ctx context.Context, tx *sql.Tx) (string, error) {
-	for range 20 {
-		a, err := pick(adjectives)
-		if err != nil {
-			return "", err
-		}
-		n, err := pick(nouns)
-		if err != nil {
-			return "", err
-		}
-		num, err := rand.Int(rand.Reader, big.NewInt(9000))
-		if err != nil {
-			return "", err
-		}
-		name := fmt.Sprintf("%s-%s-%d", a, n, 1000+num.Int64())
-		if used, err := s.nameInUse(ctx, tx, name); err != nil {
-			return "", err
-		} else if !used {
-			return name, nil
-		}
-	}
-	return "", fmt.Errorf("could not generate a free name: pass --name")
+	return keys.GenerateName(func(name string) (bool, error) { return s.nameInUse(ctx, tx, name) })
 }

@@ -1,0 +1,157 @@
+// Package postgres is the Store that several keyctl serve replicas share:
+// one PostgreSQL database holds the keys, and every replica decides with
+// store/decide on state it reads and writes in one transaction, so that
+// quotas, rate limits and the audit chain stay exact whatever replica a
+// request reaches. Each replica keeps the keys it verifies in memory and
+// learns of every change through LISTEN/NOTIFY (see cache.go).
+package postgres
+
+import (
+	"context"
+	"fmt"
+	"net/url"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/keyctl/keyctl/store/keys"
+)
+
+// Options configure a PostgreSQL store.
+type Options struct {
+	// Pepper, when set, makes stored digests HMAC-SHA256 under it.
+	Pepper []byte
+	// Now is the clock of decisions and records; time.Now when nil.
+	Now func() time.Time
+	// UsageRetention is how long verifications stay in the usage log;
+	// DefaultUsageRetention when zero.
+	UsageRetention time.Duration
+	// StaleAfter bounds how long the verification cache is trusted without
+	// hearing its own heartbeat through the listening connection;
+	// DefaultStaleAfter when zero.
+	StaleAfter time.Duration
+	// NoMigrate opens the database without applying pending migrations:
+	// for keyctl migrate, which applies them itself.
+	NoMigrate bool
+}
+
+// DefaultUsageRetention is how long the usage log keeps verifications.
+const DefaultUsageRetention = 30 * 24 * time.Hour
+
+// DefaultStaleAfter is how long the cache is trusted without a heartbeat.
+const DefaultStaleAfter = 2 * time.Second
+
+// defaultConnectTimeout bounds a connection attempt when the address sets
+// no connect_timeout: an unreachable database is an answer (unavailable),
+// not a hang.
+const defaultConnectTimeout = 5 * time.Second
+
+// Postgres is the Store on a PostgreSQL database.
+type Postgres struct {
+	pool       *pgxpool.Pool
+	pepper     []byte
+	now        func() time.Time
+	retention  time.Duration
+	staleAfter time.Duration
+	addr       string // redacted, for messages
+
+	fastMu sync.Mutex
+	fast   *verifier // the fast path, once a check has started it
+	closed bool
+}
+
+// Open connects to the database at addr (a postgres:// URL or a libpq
+// key=value string; pool_max_conns and the other pgxpool settings apply)
+// and brings its schema up to date under an advisory lock, so that
+// replicas starting together migrate it once. A schema newer than this
+// keyctl knows is refused.
+func Open(ctx context.Context, addr string, opts Options) (*Postgres, error) {
+	cfg, err := pgxpool.ParseConfig(addr)
+	if err != nil {
+		return nil, fmt.Errorf("%w: database address %s: %v", keys.ErrInvalid, Redact(addr), redactErr(err))
+	}
+	if cfg.ConnConfig.ConnectTimeout == 0 {
+		cfg.ConnConfig.ConnectTimeout = defaultConnectTimeout
+	}
+	pool, err := pgxpool.NewWithConfig(ctx, cfg)
+	if err != nil {
+		return nil, fmt.Errorf("opening %s: %w", Redact(addr), err)
+	}
+	p := &Postgres{pool: pool, pepper: opts.Pepper, now: opts.Now, retention: opts.UsageRetention,
+		staleAfter: opts.StaleAfter, addr: Redact(addr)}
+	if p.now == nil {
+		p.now = time.Now
+	}
+	if p.retention <= 0 {
+		p.retention = DefaultUsageRetention
+	}
+	if p.staleAfter <= 0 {
+		p.staleAfter = DefaultStaleAfter
+	}
+	if opts.NoMigrate {
+		_, err = p.SchemaVersion(ctx)
+	} else {
+		_, _, err = p.Migrate(ctx)
+	}
+	if err != nil {
+		pool.Close()
+		return nil, fmt.Errorf("preparing database %s: %w", p.addr, classify(err))
+	}
+	return p, nil
+}
+
+// Close records every use the fast path checked, stops listening, and
+// closes the pool.
+func (p *Postgres) Close() error {
+	p.fastMu.Lock()
+	fast := p.fast
+	p.closed, p.fast = true, nil
+	p.fastMu.Unlock()
+	var err error
+	if fast != nil {
+		err = fast.close()
+	}
+	p.pool.Close()
+	return err
+}
+
+// Redact hides the passwords of a database address, for messages: the
+// URL's own and any password or sslpassword parameter. A key=value string
+// is not repeated at all.
+func Redact(addr string) string {
+	u, err := url.Parse(addr)
+	if err != nil || u.Scheme == "" {
+		return "the database"
+	}
+	q := u.Query()
+	for name := range q {
+		if strings.Contains(strings.ToLower(name), "password") {
+			q.Set(name, "xxxxx")
+		}
+	}
+	u.RawQuery = q.Encode()
+	return u.Redacted()
+}
+
+// redactErr says why an address could not be parsed without quoting it:
+// pgx's errors repeat the address, and an address may hold a password.
+func redactErr(error) string {
+	return "it is neither a postgres:// URL nor a key=value string pgx accepts"
+}
+
+// tx runs fn in one transaction, committing when it returns nil. A
+// transaction that lost a deadlock or a serialization conflict to another
+// replica is run again, a few times.
+func (p *Postgres) tx(ctx context.Context, fn func(pgx.Tx) error) error {
+	var err error
+	for range 5 {
+		err = pgx.BeginFunc(ctx, p.pool, fn)
+		if !retryable(err) {
+			break
+		}
+	}
+	return classify(err)
+}
