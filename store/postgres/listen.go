@@ -12,6 +12,10 @@ import (
 // changesChannel is where the schema's triggers announce changed keys.
 const changesChannel = "keyctl_changes"
 
+// listenerName is the listening connection's application_name, by which
+// an operator tells it apart in pg_stat_activity.
+const listenerName = "keyctl listener"
+
 // newBeatChannel names the channel on which a replica hears its own
 // heartbeat: its own, so that N replicas do not each hear N heartbeats.
 func newBeatChannel() string {
@@ -46,8 +50,10 @@ func (v *verifier) listen(ctx context.Context) {
 // connection cut without a word from either end). It reports whether it
 // heard anything.
 func (v *verifier) listenOnce(ctx context.Context) (heard bool) {
+	cfg := v.p.pool.Config().ConnConfig.Copy()
+	cfg.RuntimeParams["application_name"] = listenerName
 	cctx, cancel := context.WithTimeout(ctx, v.p.staleAfter*2)
-	conn, err := pgx.ConnectConfig(cctx, v.p.pool.Config().ConnConfig.Copy())
+	conn, err := pgx.ConnectConfig(cctx, cfg)
 	cancel()
 	if err != nil {
 		return false

@@ -73,6 +73,9 @@ func Open(ctx context.Context, addr string, opts Options) (*Postgres, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%w: database address %s: %v", keys.ErrInvalid, Redact(addr), redactErr(err))
 	}
+	if cfg.ConnConfig.RuntimeParams["application_name"] == "" {
+		cfg.ConnConfig.RuntimeParams["application_name"] = "keyctl"
+	}
 	if cfg.ConnConfig.ConnectTimeout == 0 {
 		cfg.ConnConfig.ConnectTimeout = defaultConnectTimeout
 	}

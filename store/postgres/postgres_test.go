@@ -31,7 +31,7 @@ func (c *clock) Advance(d time.Duration) {
 	c.mu.Unlock()
 }
 
-func newClock() *clock     { return &clock{t: time.Date(2026, 11, 1, 12, 0, 0, 0, time.UTC)} }
+func newClock() *clock      { return &clock{t: time.Date(2026, 11, 1, 12, 0, 0, 0, time.UTC)} }
 func int64p(v int64) *int64 { return &v }
 
 // open opens a store on addr: each call is another pool, as another
