@@ -10,8 +10,10 @@ package store
 
 import (
 	"context"
+	"iter"
 	"time"
 
+	"github.com/keyctl/keyctl/store/dump"
 	"github.com/keyctl/keyctl/store/keys"
 )
 
@@ -53,7 +55,8 @@ type Store interface {
 }
 
 // The optional capabilities a backend may declare by implementing them.
-// Callers check for them in one place each (the server, for all three).
+// Callers check for them in one place each (the server, for the first
+// three; keyctl copy, for Dumper and Loader).
 
 // BatchVerifier verifies many requests in one transaction, each exactly as
 // if verified alone, so that a server pays one commit for many.
@@ -88,4 +91,18 @@ type FastVerifier interface {
 // DenialRecorder audits an admin call refused for lack of scope.
 type DenialRecorder interface {
 	RecordDenied(ctx context.Context, attempted, ref, required string) error
+}
+
+// Dumper reads a whole store, for keyctl copy: every key with its secrets'
+// digests and state, the usage log and the audit chain, from one consistent
+// snapshot, in the order package dump describes.
+type Dumper interface {
+	Dump(ctx context.Context) iter.Seq2[dump.Item, error]
+}
+
+// Loader fills an empty store with a dump, in one transaction: a failure
+// half-way writes nothing. A store that holds keys or audit entries
+// already is refused with ErrConflict.
+type Loader interface {
+	Load(ctx context.Context, items iter.Seq2[dump.Item, error]) error
 }
