@@ -15,7 +15,6 @@ import (
 	"github.com/keyctl/keyctl/output"
 	"github.com/keyctl/keyctl/store"
 	"github.com/keyctl/keyctl/store/keys"
-	"github.com/keyctl/keyctl/store/sqlite"
 )
 
 // Factory holds what commands share: streams, configuration, the clock and
@@ -45,23 +44,41 @@ func newFactory(io *output.IOStreams) *Factory {
 	return f
 }
 
-// openLocal opens the SQLite database the configuration names.
-func (f *Factory) openLocal(ctx context.Context) (*sqlite.SQLite, error) {
-	path := f.Config.GetString("db")
-	if path == "" {
-		return nil, fmt.Errorf("no database: set --db or KEYCTL_DB")
+// openLocal opens the database the configuration names: a SQLite file, or
+// a PostgreSQL database (postgres://…) that keyctl serve replicas share.
+func (f *Factory) openLocal(ctx context.Context) (store.Store, error) {
+	opts, err := f.localOptions()
+	if err != nil {
+		return nil, err
 	}
-	var retention time.Duration
+	return f.openAddr(ctx, f.Config.GetString("db"), opts)
+}
+
+// openAddr opens the database at addr, a path or a postgres:// URL; a
+// keyctl server is --server's, not a database.
+func (f *Factory) openAddr(ctx context.Context, addr string, opts store.Options) (store.Store, error) {
+	switch {
+	case addr == "":
+		return nil, fmt.Errorf("no database: set --db or KEYCTL_DB")
+	case store.IsRemote(addr):
+		return nil, withHint(fmt.Errorf("%s is a keyctl server, not a database", store.Redact(addr)),
+			"--db takes a path or a postgres:// URL; use --server for a keyctl server")
+	}
+	return store.Open(ctx, addr, opts)
+}
+
+// localOptions are the options of the local database from the
+// configuration: its pepper, its usage retention, the clock.
+func (f *Factory) localOptions() (store.Options, error) {
+	opts := store.Options{Pepper: []byte(f.Config.GetString("pepper")), Now: f.Now}
 	if r := f.Config.GetString("usage_retention"); r != "" {
 		d, err := parseDuration(r)
 		if err != nil || d <= 0 {
-			return nil, fmt.Errorf("usage_retention: %q is not a positive duration", r)
+			return opts, fmt.Errorf("usage_retention: %q is not a positive duration", r)
 		}
-		retention = d
+		opts.UsageRetention = d
 	}
-	return store.OpenSQLite(ctx, path, store.Options{
-		Pepper: []byte(f.Config.GetString("pepper")), Now: f.Now, UsageRetention: retention,
-	})
+	return opts, nil
 }
 
 // newConfig returns keyctl's configuration: flags (bound when a command

@@ -7,7 +7,6 @@ import (
 	"io"
 	"net/http"
 	"os/exec"
-	"path/filepath"
 	"regexp"
 	"strings"
 	"sync"
@@ -27,37 +26,42 @@ import (
 // talks to it through KEYCTL_SERVER with an owner key, "ops", in
 // KEYCTL_TOKEN. Scripts skip local-only parts with [remote] and [!remote].
 func TestScriptsRemote(t *testing.T) {
-	p := scriptParams(t, true)
+	p := scriptParams(t, true, false)
 	local := p.Setup
 	p.Setup = func(env *testscript.Env) error {
 		if err := local(env); err != nil {
 			return err
 		}
-		return startServer(env)
+		db := env.Getenv("KEYCTL_DB")
+		token, err := ownerToken(db)
+		if err != nil {
+			return err
+		}
+		base, err := startServer(env, db)
+		if err != nil {
+			return err
+		}
+		env.Setenv("KEYCTL_SERVER", base)
+		env.Setenv("KEYCTL_TOKEN", token)
+		return nil
 	}
 	testscript.Run(t, p)
 }
 
 var servingRE = regexp.MustCompile(`^keyctl: serving .* on (http://127\.0\.0\.1:\d+)$`)
 
-// startServer creates the owner key on the script's database, starts
-// keyctl serve on it, points the script at it, and stops it gracefully at
-// the end, failing the script unless it exits 0.
-func startServer(env *testscript.Env) error {
-	db := env.Getenv("KEYCTL_DB")
-	token, err := ownerToken(db)
-	if err != nil {
-		return err
-	}
+// startServer starts keyctl serve on db, returns its URL, and stops it
+// gracefully at the end, failing the script unless it exits 0.
+func startServer(env *testscript.Env, db string) (string, error) {
 	cmd := exec.Command("keyctl", "serve", "--addr", "127.0.0.1:0", "--db", db)
 	cmd.Env = env.Vars
 	cmd.Dir = env.WorkDir
 	stderr, err := cmd.StderrPipe()
 	if err != nil {
-		return err
+		return "", err
 	}
 	if err := cmd.Start(); err != nil {
-		return fmt.Errorf("starting keyctl serve: %w", err)
+		return "", fmt.Errorf("starting keyctl serve: %w", err)
 	}
 	log := &lockedBuilder{}
 	url := make(chan string, 1)
@@ -76,7 +80,7 @@ func startServer(env *testscript.Env) error {
 	base, ok := <-url
 	if !ok {
 		cmd.Wait()
-		return fmt.Errorf("keyctl serve did not start:\n%s", log.String())
+		return "", fmt.Errorf("keyctl serve did not start:\n%s", log.String())
 	}
 	env.Defer(func() {
 		cmd.Process.Signal(syscall.SIGTERM)
@@ -90,23 +94,21 @@ func startServer(env *testscript.Env) error {
 	})
 	resp, err := http.Get(base + "/healthz")
 	if err != nil {
-		return err
+		return "", err
 	}
 	io.Copy(io.Discard, resp.Body)
 	resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
-		return fmt.Errorf("GET /healthz: %s", resp.Status)
+		return "", fmt.Errorf("GET /healthz: %s", resp.Status)
 	}
-	env.Setenv("KEYCTL_SERVER", base)
-	env.Setenv("KEYCTL_TOKEN", token)
-	return nil
+	return base, nil
 }
 
 // ownerToken creates the harness's owner key directly on the database, as
 // `keyctl create --scope keyctl:owner` on the server's machine would.
 func ownerToken(db string) (string, error) {
 	ctx := context.Background()
-	st, err := store.OpenSQLite(ctx, db, store.Options{})
+	st, err := store.Open(ctx, db, store.Options{})
 	if err != nil {
 		return "", err
 	}
@@ -116,7 +118,7 @@ func ownerToken(db string) (string, error) {
 		Description: "the test harness's admin key",
 	})
 	if err != nil {
-		return "", fmt.Errorf("creating the owner key in %s: %w", filepath.Base(db), err)
+		return "", fmt.Errorf("creating the owner key in %s: %w", store.Redact(db), err)
 	}
 	return token, nil
 }

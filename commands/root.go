@@ -54,8 +54,9 @@ key's secret once, stores only a digest of it, and manages the key's scopes,
 environment, expiry, allowed addresses, quota and rate limit.
 
 Keys live in a local SQLite database (--db, KEYCTL_DB; by default
-$XDG_DATA_HOME/keyctl/keyctl.db), created on first use. 'keyctl serve' puts
-one behind an HTTP API.
+$XDG_DATA_HOME/keyctl/keyctl.db), created on first use, or in a PostgreSQL
+database that several 'keyctl serve' replicas share (--db postgres://...).
+'keyctl serve' puts one behind an HTTP API.
 
 Remote mode: with --server URL (KEYCTL_SERVER) every command talks to a
 keyctl server instead, with the same output and exit statuses. The token is
@@ -78,7 +79,7 @@ line. --db on the command line still means that local database.
 	root.SetIn(f.IO.In)
 
 	pf := root.PersistentFlags()
-	pf.String("db", "", "path of the SQLite database (env KEYCTL_DB)")
+	pf.String("db", "", "path of the SQLite database, or a postgres:// URL (env KEYCTL_DB)")
 	pf.String("config", "", "path of the config file (env KEYCTL_CONFIG; default $XDG_CONFIG_HOME/keyctl/config.yaml)")
 	pf.StringP("output", "o", "", "output format: table, json or yaml (env KEYCTL_OUTPUT)")
 	pf.String("server", "", "URL of a keyctl server to use instead of a local database (env KEYCTL_SERVER)")
@@ -98,6 +99,8 @@ line. --db on the command line still means that local database.
 		newScanCmd(f),
 		newAuditCmd(f),
 		newServeCmd(f),
+		newMigrateCmd(f),
+		newCopyCmd(f),
 		newVersionCmd(f),
 	)
 	root.CompletionOptions.HiddenDefaultCmd = true

@@ -22,16 +22,20 @@ func TestMain(m *testing.M) {
 // TestScripts runs the end-to-end scripts in testdata/script against the
 // keyctl binary, each with its own database in a temp dir.
 func TestScripts(t *testing.T) {
-	testscript.Run(t, scriptParams(t, false))
+	testscript.Run(t, scriptParams(t, false, false))
 }
 
 // scriptParams are the scripts' parameters; remote is the [remote]
-// condition, true when the commands talk to a keyctl server.
-func scriptParams(t *testing.T, remote bool) testscript.Params {
+// condition, true when the commands talk to a keyctl server, and postgres
+// the [postgres] condition, true when the database is PostgreSQL.
+func scriptParams(t *testing.T, remote, postgres bool) testscript.Params {
 	return testscript.Params{
 		Condition: func(cond string) (bool, error) {
-			if cond == "remote" {
+			switch cond {
+			case "remote":
 				return remote, nil
+			case "postgres":
+				return postgres, nil
 			}
 			return false, fmt.Errorf("unknown condition %q", cond)
 		},
@@ -46,8 +50,10 @@ func scriptParams(t *testing.T, remote bool) testscript.Params {
 			return nil
 		},
 		Cmds: map[string]func(ts *testscript.TestScript, neg bool, args []string){
-			"status": cmdStatus,
-			"jq":     cmdJQ,
+			"status":  cmdStatus,
+			"jq":      cmdJQ,
+			"replica": cmdReplica,
+			"sql":     cmdSQL,
 		},
 	}
 }
@@ -93,5 +99,43 @@ func cmdJQ(ts *testscript.TestScript, neg bool, args []string) {
 	}
 	if !neg && err != nil {
 		ts.Fatalf("jq %s: %v: %s", args[0], err, out)
+	}
+}
+
+// cmdReplica points the commands that follow at replica N of the keyctl
+// servers the script runs against (several only on PostgreSQL; elsewhere
+// it changes nothing):
+//
+//	replica 2
+func cmdReplica(ts *testscript.TestScript, neg bool, args []string) {
+	if neg || len(args) != 1 {
+		ts.Fatalf("usage: replica N")
+	}
+	if u := ts.Getenv("KEYCTL_SERVER_" + args[0]); u != "" {
+		ts.Setenv("KEYCTL_SERVER", u)
+	} else if ts.Getenv("KEYCTL_SERVER_1") != "" {
+		ts.Fatalf("replica %s: no such replica", args[0])
+	}
+}
+
+// cmdSQL runs SQL on the script's database, as an operator would behind
+// keyctl's back: with sqlite3 on a SQLite file, with psql on PostgreSQL.
+// Its output is the next stdout:
+//
+//	sql 'DELETE FROM audit WHERE seq = 4'
+//	[postgres] sql 'UPDATE keys SET expires_at = to_timestamp(1) WHERE name = ''e'''
+func cmdSQL(ts *testscript.TestScript, neg bool, args []string) {
+	if len(args) != 1 {
+		ts.Fatalf("usage: sql STATEMENTS")
+	}
+	db := ts.Getenv("KEYCTL_DB")
+	var err error
+	if strings.HasPrefix(db, "postgres://") {
+		err = ts.Exec("psql", "-X", "-q", "-A", "-t", "-v", "ON_ERROR_STOP=1", "-d", db, "-c", args[0])
+	} else {
+		err = ts.Exec("sqlite3", "-cmd", ".timeout 10000", db, args[0])
+	}
+	if neg != (err != nil) {
+		ts.Fatalf("sql: %v", err)
 	}
 }

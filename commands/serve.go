@@ -9,6 +9,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/keyctl/keyctl/server"
+	"github.com/keyctl/keyctl/store"
 )
 
 // ServeOptions are the parsed flags of keyctl serve.
@@ -80,7 +81,7 @@ func runServe(ctx context.Context, f *Factory, opts *ServeOptions) error {
 	if ap, err := netip.ParseAddrPort(ln.Addr().String()); err == nil && !ap.Addr().IsLoopback() && scheme == "http" {
 		f.IO.Notef("keyctl: warning: plain HTTP on %s: tokens cross the network in clear text; use --tls-cert and --tls-key", ln.Addr())
 	}
-	f.IO.Notef("keyctl: serving %s on %s://%s", f.Config.GetString("db"), scheme, ln.Addr())
+	f.IO.Notef("keyctl: serving %s on %s://%s", store.Redact(f.Config.GetString("db")), scheme, ln.Addr())
 	srv := server.New(st, server.Options{AccessLog: f.IO.ErrOut, Now: f.Now})
 	if err := srv.Run(ctx, ln, server.TLS{CertFile: opts.TLSCert, KeyFile: opts.TLSKey}); err != nil {
 		return err

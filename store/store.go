@@ -93,6 +93,12 @@ type DenialRecorder interface {
 	RecordDenied(ctx context.Context, attempted, ref, required string) error
 }
 
+// Migrator applies a database's pending schema migrations explicitly, for
+// keyctl migrate, and says from which version to which.
+type Migrator interface {
+	Migrate(ctx context.Context) (from, to int, err error)
+}
+
 // Dumper reads a whole store, for keyctl copy: every key with its secrets'
 // digests and state, the usage log and the audit chain, from one consistent
 // snapshot, in the order package dump describes.
