@@ -16,7 +16,8 @@ const replicas = 2
 // of its own on the PostgreSQL server KEYCTL_TEST_POSTGRES names, two
 // `keyctl serve` replicas on it, and the commands in remote mode against
 // the first (KEYCTL_SERVER_1) until a script moves to another with
-// `replica N`. KEYCTL_DB names the database, for [postgres] psql.
+// `replica N`. KEYCTL_DB names the database, for `sql`, and KEYCTL_DB_2
+// a second, empty one.
 func TestScriptsPostgres(t *testing.T) {
 	server := pgtest.Server(t)
 	p := scriptParams(t, true, true)
@@ -29,11 +30,19 @@ func TestScriptsPostgres(t *testing.T) {
 		if err != nil {
 			return err
 		}
+		// A second, empty database, for scripts that copy or migrate.
+		db2, err := pgtest.Create(context.Background(), server)
+		if err != nil {
+			return err
+		}
 		env.Setenv("KEYCTL_DB", db)
+		env.Setenv("KEYCTL_DB_2", db2)
 		// Defers run last first: this one after the servers have stopped.
 		env.Defer(func() {
-			if err := pgtest.Drop(context.Background(), server, db); err != nil {
-				env.T().Fatal("dropping the script's database: " + err.Error())
+			for _, d := range []string{db, db2} {
+				if err := pgtest.Drop(context.Background(), server, d); err != nil {
+					env.T().Fatal("dropping the script's database: " + err.Error())
+				}
 			}
 		})
 		token, err := ownerToken(db)

@@ -142,7 +142,7 @@ func Redact(addr string) string {
 // redactErr says why an address could not be parsed without quoting it:
 // pgx's errors repeat the address, and an address may hold a password.
 func redactErr(error) string {
-	return "it is neither a postgres:// URL nor a key=value string pgx accepts"
+	return "it is not a valid postgres:// URL"
 }
 
 // tx runs fn in one transaction, committing when it returns nil. A
