@@ -269,6 +269,7 @@ func TestReplicas(t *testing.T) {
 		}
 		stopped := time.Now()
 		time.Sleep(3 * time.Second)
+		starting := time.Now() // PostgreSQL may answer before Start returns
 		if err := pg.Start(); err != nil {
 			t.Fatal(err)
 		}
@@ -295,7 +296,7 @@ func TestReplicas(t *testing.T) {
 			}
 			// Fail closed: nothing is VALID while PostgreSQL is down, past
 			// the cache's documented bound (postgres.DefaultStaleAfter).
-			if a.sent.After(stopped.Add(postgres.DefaultStaleAfter)) && a.got.Before(started) {
+			if a.sent.After(stopped.Add(postgres.DefaultStaleAfter)) && a.got.Before(starting) {
 				if a.code == keys.Valid {
 					validDown++
 				}
