@@ -2,6 +2,7 @@ package postgres
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"slices"
 	"time"
@@ -47,52 +48,88 @@ func (p *Postgres) VerifyBatch(ctx context.Context, reqs []keys.VerifyRequest) (
 		byReq[i] = apikey.Digest(req.Token, p.pepper)
 		digests = append(digests, byReq[i])
 	}
+	if len(digests) == 0 {
+		out := make([]*keys.VerifyResult, len(reqs))
+		for i := range out {
+			out[i] = keys.MalformedResult()
+		}
+		return out, nil
+	}
 	var out []*keys.VerifyResult
-	err := p.tx(ctx, func(tx pgx.Tx) error {
-		out = make([]*keys.VerifyResult, len(reqs))
-		for i := range reqs {
-			if byReq[i] == nil {
-				out[i] = keys.MalformedResult()
-			}
+	var err error
+	for range 5 {
+		if out, err = p.verifyTx(ctx, reqs, byReq, digests); !retryable(err) {
+			break
 		}
-		if len(digests) == 0 {
-			return nil
-		}
-		found, err := p.readForVerify(ctx, tx, digests)
-		if err != nil {
-			return err
-		}
-		var uses []use
-		spent := map[string]*verifyRow{}
-		for i, req := range reqs {
-			if byReq[i] == nil {
-				continue
-			}
-			row := found[string(byReq[i])]
-			if row == nil {
-				out[i] = keys.NotFoundResult()
-				continue
-			}
-			o := decide.Decide(decide.State{Key: row.key, SecretEnds: row.ends, RateTAT: *row.tat}, req, p.now())
-			out[i] = o.Result
-			if o.Spent {
-				*row.tat, row.key.QuotaRemaining = o.RateTAT, o.QuotaRemaining
-				spent[row.key.ID] = row
-			}
-			// The next request for this key sees this one's use.
-			row.key.UsageCount, row.key.LastUsedAt, row.key.LastUsedIP = o.Result.Key.UsageCount, o.Result.Key.LastUsedAt, o.Result.Key.LastUsedIP
-			uses = append(uses, use{keyID: row.key.ID, at: o.Use.At, code: o.Use.Code, ip: o.Use.IP})
-		}
-		b := &pgx.Batch{}
-		if len(spent) > 0 {
-			ids, tats, quotas := spendArgs(spent)
-			b.Queue(`UPDATE keys SET rate_tat = t.tat, quota_remaining = t.quota
-				FROM unnest($1::text[], $2::bigint[], $3::bigint[]) AS t(id, tat, quota) WHERE keys.id = t.id`, ids, tats, quotas)
-		}
-		queueUses(b, uses)
-		return tx.SendBatch(ctx, b).Close()
-	})
+	}
 	if err != nil {
+		return nil, classify(err)
+	}
+	return out, nil
+}
+
+// verifyTx runs one verification transaction in two round trips: the
+// first begins it and reads and locks the keys, the second writes what the
+// decisions spent and recorded, and commits. Like SQLite's
+// synchronous=NORMAL, it does not wait for the commit to reach the disk: a
+// crash of PostgreSQL itself may lose the last moment's spending and usage,
+// never corrupt them. A failure leaves the connection in its transaction,
+// and the pool closes it rather than reuse it, which rolls it back.
+func (p *Postgres) verifyTx(ctx context.Context, reqs []keys.VerifyRequest, byReq, digests [][]byte) ([]*keys.VerifyResult, error) {
+	conn, err := p.pool.Acquire(ctx)
+	if err != nil {
+		return nil, err
+	}
+	defer conn.Release()
+	b := &pgx.Batch{}
+	b.Queue("BEGIN")
+	b.Queue("SET LOCAL synchronous_commit = off")
+	b.Queue(verifyQuery, digests)
+	br := conn.SendBatch(ctx, b)
+	_, err = br.Exec()
+	if err == nil {
+		_, err = br.Exec()
+	}
+	var found map[string]*verifyRow
+	if err == nil {
+		found, err = p.scanForVerify(br)
+	}
+	if err = errors.Join(err, br.Close()); err != nil {
+		return nil, err
+	}
+
+	out := make([]*keys.VerifyResult, len(reqs))
+	var uses []use
+	spent := map[string]*verifyRow{}
+	for i, req := range reqs {
+		row := found[string(byReq[i])]
+		switch {
+		case byReq[i] == nil:
+			out[i] = keys.MalformedResult()
+			continue
+		case row == nil:
+			out[i] = keys.NotFoundResult()
+			continue
+		}
+		o := decide.Decide(decide.State{Key: row.key, SecretEnds: row.ends, RateTAT: *row.tat}, req, p.now())
+		out[i] = o.Result
+		if o.Spent {
+			*row.tat, row.key.QuotaRemaining = o.RateTAT, o.QuotaRemaining
+			spent[row.key.ID] = row
+		}
+		// The next request for this key sees this one's use.
+		row.key.UsageCount, row.key.LastUsedAt, row.key.LastUsedIP = o.Result.Key.UsageCount, o.Result.Key.LastUsedAt, o.Result.Key.LastUsedIP
+		uses = append(uses, use{keyID: row.key.ID, at: o.Use.At, code: o.Use.Code, ip: o.Use.IP})
+	}
+	b = &pgx.Batch{}
+	if len(spent) > 0 {
+		ids, tats, quotas := spendArgs(spent)
+		b.Queue(`UPDATE keys SET rate_tat = t.tat, quota_remaining = t.quota
+			FROM unnest($1::text[], $2::bigint[], $3::bigint[]) AS t(id, tat, quota) WHERE keys.id = t.id`, ids, tats, quotas)
+	}
+	queueUses(b, uses)
+	b.Queue("COMMIT")
+	if err := conn.SendBatch(ctx, b).Close(); err != nil {
 		return nil, err
 	}
 	return out, nil
@@ -106,9 +143,10 @@ type verifyRow struct {
 	tat  *int64
 }
 
-// readForVerify reads and locks the keys of digests, by digest.
-func (p *Postgres) readForVerify(ctx context.Context, tx pgx.Tx, digests [][]byte) (map[string]*verifyRow, error) {
-	rows, err := tx.Query(ctx, verifyQuery, digests)
+// scanForVerify reads verifyQuery's rows: the keys of the digests, by
+// digest.
+func (p *Postgres) scanForVerify(br pgx.BatchResults) (map[string]*verifyRow, error) {
+	rows, err := br.Query()
 	if err != nil {
 		return nil, err
 	}
@@ -208,10 +246,14 @@ func queueUses(b *pgx.Batch, uses []use) {
 		keyIDs, counts, lasts, lastIPs)
 }
 
-// recordUses writes uses in one implicit transaction: one round trip.
+// recordUses writes uses in one transaction, in one round trip, without
+// waiting for the disk (see verifyTx).
 func (p *Postgres) recordUses(ctx context.Context, uses []use) error {
 	b := &pgx.Batch{}
+	b.Queue("BEGIN")
+	b.Queue("SET LOCAL synchronous_commit = off")
 	queueUses(b, uses)
+	b.Queue("COMMIT")
 	var err error
 	for range 5 {
 		if err = p.pool.SendBatch(ctx, b).Close(); !retryable(err) {
