@@ -23,8 +23,9 @@ func newServeCmd(f *Factory) *cobra.Command {
 	opts := &ServeOptions{}
 	cmd := &cobra.Command{
 		Use:   "serve",
-		Short: "Serve the local database over an HTTP API",
-		Long: `Serve the local database (--db, KEYCTL_DB) over a JSON HTTP API under /v1:
+		Short: "Serve the database over an HTTP API",
+		Long: `Serve the database (--db, KEYCTL_DB: a SQLite file, or a PostgreSQL database
+that several replicas share) over a JSON HTTP API under /v1:
 applications verify keys with POST /v1/verify, and operators run every keyctl
 command against it with --server (KEYCTL_SERVER). The API is described at
 /v1/openapi.json; /healthz and /metrics (Prometheus) need no token.
