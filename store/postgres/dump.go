@@ -112,6 +112,7 @@ const loadBatch = 1000
 // The tables are locked against writers for its length: a replica's change
 // waits rather than mixing with the load.
 func (p *Postgres) Load(ctx context.Context, items iter.Seq2[dump.Item, error]) error {
+	defer p.changed("*")
 	return classify(pgx.BeginFunc(ctx, p.pool, func(tx pgx.Tx) error {
 		if _, err := tx.Exec(ctx, `LOCK TABLE keys, secrets, key_usage, usage_events, audit, audit_head IN EXCLUSIVE MODE`); err != nil {
 			return err

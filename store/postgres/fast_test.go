@@ -243,3 +243,33 @@ func (px *proxy) restore() {
 	px.down = false
 	px.mu.Unlock()
 }
+
+// TestCheckSeesItsOwnChangesAtOnce: a replica's own change is seen by its
+// next check, without waiting for the notification (here suppressed).
+func TestCheckSeesItsOwnChangesAtOnce(t *testing.T) {
+	addr := pgtest.NewDatabase(t)
+	s := open(t, addr, nil)
+	ctx := context.Background()
+	k, secret := create(t, s, keys.CreateParams{})
+	req := keys.VerifyRequest{Token: secret}
+	check(t, s, req)
+	within(t, "the cache is live", s.CacheLive)
+	check(t, s, req) // cached now
+	sql := connect(t, addr)
+	mustExec(t, sql, `ALTER TABLE keys DISABLE TRIGGER keys_changed`)
+	for _, step := range []struct {
+		change func() error
+		want   keys.Code
+	}{
+		{func() error { _, err := s.SetDisabled(ctx, k.ID, true); return err }, keys.CodeDisabled},
+		{func() error { _, err := s.SetDisabled(ctx, k.ID, false); return err }, keys.Valid},
+		{func() error { _, err := s.Revoke(ctx, k.ID, ""); return err }, keys.CodeRevoked},
+	} {
+		if err := step.change(); err != nil {
+			t.Fatal(err)
+		}
+		if got := check(t, s, req); got != step.want {
+			t.Fatalf("the replica's own change: %s, want %s at once", got, step.want)
+		}
+	}
+}

@@ -258,6 +258,9 @@ func (p *Postgres) change(ctx context.Context, ref, action string, extra map[str
 		maps.Copy(changes, extra)
 		return p.appendAudit(ctx, tx, action, out, changes)
 	})
+	if err == nil {
+		p.changed(out.ID)
+	}
 	return out, err
 }
 
@@ -354,5 +357,20 @@ func (p *Postgres) Revoke(ctx context.Context, ref, reason string) (*keys.Key, e
 		}
 		return p.appendAudit(ctx, tx, keys.ActionRevoke, out, keys.Diff(k, out))
 	})
+	if err == nil {
+		p.changed(out.ID)
+	}
 	return out, err
+}
+
+// changed drops what this replica's cache holds of a key it has just
+// changed, once the change is committed: its own next check sees the
+// change without waiting for the notification, which tells the others.
+func (p *Postgres) changed(keyID string) {
+	p.fastMu.Lock()
+	v := p.fast
+	p.fastMu.Unlock()
+	if v != nil {
+		v.cache.changed(keyID)
+	}
 }
