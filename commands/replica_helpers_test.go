@@ -15,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/keyctl/keyctl/api"
 	"github.com/keyctl/keyctl/store/keys"
 	"github.com/keyctl/keyctl/store/remote"
 )
@@ -104,10 +105,11 @@ func (r *replica) client(t *testing.T, token string) *remote.Client {
 	return c
 }
 
-// unavailable reports a 503 from a replica: nothing was decided.
+// unavailable reports a 503 from a replica, with the JSON error
+// "unavailable": nothing was decided.
 func unavailable(err error) bool {
 	var re *remote.Error
-	return errors.As(err, &re) && re.Status == http.StatusServiceUnavailable
+	return errors.As(err, &re) && re.Status == http.StatusServiceUnavailable && re.Code == api.CodeUnavailable
 }
 
 // tally counts the answers of a stretch of load.
