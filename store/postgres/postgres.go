@@ -63,15 +63,16 @@ type Postgres struct {
 	closed bool
 }
 
-// Open connects to the database at addr (a postgres:// URL or a libpq
-// key=value string; pool_max_conns and the other pgxpool settings apply)
+// Open connects to the database at addr (a postgres:// URL, in which
+// pool_max_conns and the other pgxpool settings apply)
 // and brings its schema up to date under an advisory lock, so that
 // replicas starting together migrate it once. A schema newer than this
 // keyctl knows is refused.
 func Open(ctx context.Context, addr string, opts Options) (*Postgres, error) {
 	cfg, err := pgxpool.ParseConfig(addr)
 	if err != nil {
-		return nil, fmt.Errorf("%w: database address %s: %v", keys.ErrInvalid, Redact(addr), redactErr(err))
+		// pgx's error would repeat the address, password included.
+		return nil, fmt.Errorf("%w: database address %s is not a valid postgres:// URL", keys.ErrInvalid, Redact(addr))
 	}
 	if cfg.ConnConfig.RuntimeParams["application_name"] == "" {
 		cfg.ConnConfig.RuntimeParams["application_name"] = "keyctl"
@@ -137,12 +138,6 @@ func Redact(addr string) string {
 	}
 	u.RawQuery = q.Encode()
 	return u.Redacted()
-}
-
-// redactErr says why an address could not be parsed without quoting it:
-// pgx's errors repeat the address, and an address may hold a password.
-func redactErr(error) string {
-	return "it is not a valid postgres:// URL"
 }
 
 // tx runs fn in one transaction, committing when it returns nil. A
