@@ -31,9 +31,9 @@ type Factory struct {
 	dbFlag    bool   // --db was given (and --server was not): the local database it is
 }
 
-// newFactory returns the factory of a real process.
-func newFactory(io *output.IOStreams) *Factory {
-	f := &Factory{IO: io, Config: newConfig(), Now: time.Now}
+// newFactory returns the factory of a real process, on the clock now.
+func newFactory(io *output.IOStreams, now func() time.Time) *Factory {
+	f := &Factory{IO: io, Config: newConfig(), Now: now}
 	f.Store = func(ctx context.Context) (store.Store, error) {
 		// --db on the command line beats KEYCTL_SERVER, as any flag beats
 		// a variable; --server beats KEYCTL_DB.

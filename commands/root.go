@@ -10,6 +10,7 @@ import (
 	"os/signal"
 	"strings"
 	"syscall"
+	"time"
 
 	"github.com/spf13/cobra"
 
@@ -24,11 +25,14 @@ const exitStatusHelp = `EXIT STATUS
   4   refused in the key's state (a revoked key cannot be changed; a name is in use)`
 
 // Main runs keyctl and returns its exit status.
-func Main() int {
+func Main() int { return mainWith(time.Now) }
+
+// mainWith runs keyctl on the clock now: the process's, or a test's.
+func mainWith(now func() time.Time) int {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	io := output.System()
-	root := newRootCmd(newFactory(io))
+	root := newRootCmd(newFactory(io, now))
 	err := root.ExecuteContext(ctx)
 	if err == nil {
 		return exitOK
