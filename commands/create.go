@@ -8,12 +8,14 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/keyctl/keyctl/apikey"
+	"github.com/keyctl/keyctl/output"
 	"github.com/keyctl/keyctl/store"
 	"github.com/keyctl/keyctl/store/keys"
 )
 
 // CreateOptions are the parsed flags of keyctl create.
 type CreateOptions struct {
+	Deps
 	Params      keys.CreateParams
 	SecretFile  string
 	IfNotExists bool
@@ -52,7 +54,7 @@ nothing and printing no secret.`,
   keyctl create --if-not-exists --name staging-ci --env staging -o env --env-var API_KEY >> "$GITHUB_ENV"`,
 		Args: noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			opts := &CreateOptions{SecretFile: secretFile, IfNotExists: ifNotExists}
+			opts := &CreateOptions{Deps: f.deps(), SecretFile: secretFile, IfNotExists: ifNotExists}
 			p := &opts.Params
 			var err error
 			if p.Scopes, err = parseScopes("scope", scopes); err != nil {
@@ -107,7 +109,7 @@ nothing and printing no secret.`,
 			if runF != nil {
 				return runF(cmd.Context(), opts)
 			}
-			return runCreate(cmd.Context(), f, opts)
+			return runCreate(cmd.Context(), opts)
 		},
 	}
 	fl := cmd.Flags()
@@ -127,11 +129,11 @@ nothing and printing no secret.`,
 	return cmd
 }
 
-func runCreate(ctx context.Context, f *Factory, opts *CreateOptions) error {
-	return f.withStore(ctx, func(s store.Store) error {
+func runCreate(ctx context.Context, opts *CreateOptions) error {
+	return opts.withStore(ctx, func(s store.Store) error {
 		if opts.IfNotExists {
 			if k, err := s.Get(ctx, opts.Params.Name); err == nil && k.Status != keys.Revoked {
-				return alreadyExists(f, k)
+				return alreadyExists(opts.IO, k)
 			} else if err != nil && !errors.Is(err, keys.ErrNotFound) {
 				return err
 			}
@@ -146,7 +148,7 @@ func runCreate(ctx context.Context, f *Factory, opts *CreateOptions) error {
 			if opts.IfNotExists && errors.Is(err, keys.ErrConflict) {
 				// Created by another run since the check above.
 				if k, gerr := s.Get(ctx, opts.Params.Name); gerr == nil {
-					return alreadyExists(f, k)
+					return alreadyExists(opts.IO, k)
 				}
 			}
 			if opts.Params.Name != "" {
@@ -154,14 +156,14 @@ func runCreate(ctx context.Context, f *Factory, opts *CreateOptions) error {
 			}
 			return err
 		}
-		return printIssued(f.IO, issued{
-			key: k, secret: secret, file: file, out: opts.Output, now: f.Now(),
+		return printIssued(opts.IO, issued{
+			key: k, secret: secret, file: file, out: opts.Output, now: opts.Now(),
 			headline: fmt.Sprintf("Created key %s (%s)", k.Name, k.ID),
 		})
 	})
 }
 
-func alreadyExists(f *Factory, k *keys.Key) error {
-	f.IO.Notef("keyctl: key %s (%s) already exists and is %s; nothing was created", k.Name, k.ID, k.Status)
+func alreadyExists(io *output.IOStreams, k *keys.Key) error {
+	io.Notef("keyctl: key %s (%s) already exists and is %s; nothing was created", k.Name, k.ID, k.Status)
 	return nil
 }

@@ -140,12 +140,7 @@ func defaultDBPath() string {
 
 // withStore opens the store, runs fn with it, and closes it.
 func (f *Factory) withStore(ctx context.Context, fn func(store.Store) error) error {
-	s, err := f.Store(ctx)
-	if err != nil {
-		return err
-	}
-	defer s.Close()
-	return fn(s)
+	return f.deps().withStore(ctx, fn)
 }
 
 // outputFormat is the -o format in effect, checked against allowed.

@@ -12,6 +12,7 @@ import (
 
 // ListOptions are the parsed flags of keyctl list.
 type ListOptions struct {
+	Deps
 	Filter keys.ListFilter
 	Format output.Format
 }
@@ -34,7 +35,7 @@ With -o json the output is an array of key objects.`,
   keyctl list --unused 90d -o json | jq -r '.[].id'`,
 		Args: noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			opts := &ListOptions{}
+			opts := &ListOptions{Deps: f.deps()}
 			flt := &opts.Filter
 			var err error
 			if env != "" {
@@ -70,7 +71,7 @@ With -o json the output is an array of key objects.`,
 			if runF != nil {
 				return runF(cmd.Context(), opts)
 			}
-			return runList(cmd.Context(), f, opts)
+			return runList(cmd.Context(), opts)
 		},
 	}
 	fl := cmd.Flags()
@@ -83,12 +84,12 @@ With -o json the output is an array of key objects.`,
 	return cmd
 }
 
-func runList(ctx context.Context, f *Factory, opts *ListOptions) error {
-	return f.withStore(ctx, func(s store.Store) error {
+func runList(ctx context.Context, opts *ListOptions) error {
+	return opts.withStore(ctx, func(s store.Store) error {
 		keys, err := s.List(ctx, opts.Filter)
 		if err != nil {
 			return err
 		}
-		return printKeys(f, opts.Format, keys)
+		return printKeys(opts.Deps, opts.Format, keys)
 	})
 }

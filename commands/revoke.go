@@ -12,13 +12,14 @@ import (
 
 // RevokeOptions are the parsed flags of keyctl revoke.
 type RevokeOptions struct {
+	Deps
 	Ref    string
 	Reason string
 	Format output.Format
 }
 
 func newRevokeCmd(f *Factory, runF func(context.Context, *RevokeOptions) error) *cobra.Command {
-	opts := &RevokeOptions{}
+	opts := &RevokeOptions{Deps: f.deps()}
 	cmd := &cobra.Command{
 		Use:   "revoke KEY",
 		Short: "Revoke a key for good",
@@ -37,27 +38,31 @@ its name is free for a new key. Revoking a revoked key is not an error.`,
 			if runF != nil {
 				return runF(cmd.Context(), opts)
 			}
-			return f.withStore(cmd.Context(), func(s store.Store) error {
-				before, err := s.Get(cmd.Context(), opts.Ref)
-				if err != nil {
-					return err
-				}
-				k, err := s.Revoke(cmd.Context(), before.ID, opts.Reason)
-				if err != nil {
-					return err
-				}
-				if before.Status == keys.Revoked {
-					f.IO.Notef("Key %s (%s) was already revoked", k.Name, k.ID)
-				} else {
-					f.IO.Notef("Revoked key %s (%s)", k.Name, k.ID)
-				}
-				if opts.Format == output.Table {
-					return nil
-				}
-				return printKey(f, opts.Format, k)
-			})
+			return runRevoke(cmd.Context(), opts)
 		},
 	}
 	cmd.Flags().StringVar(&opts.Reason, "reason", "", "why the key is revoked (kept with the key)")
 	return cmd
+}
+
+func runRevoke(ctx context.Context, opts *RevokeOptions) error {
+	return opts.withStore(ctx, func(s store.Store) error {
+		before, err := s.Get(ctx, opts.Ref)
+		if err != nil {
+			return err
+		}
+		k, err := s.Revoke(ctx, before.ID, opts.Reason)
+		if err != nil {
+			return err
+		}
+		if before.Status == keys.Revoked {
+			opts.IO.Notef("Key %s (%s) was already revoked", k.Name, k.ID)
+		} else {
+			opts.IO.Notef("Revoked key %s (%s)", k.Name, k.ID)
+		}
+		if opts.Format == output.Table {
+			return nil
+		}
+		return printKey(opts.Deps, opts.Format, k)
+	})
 }

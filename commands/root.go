@@ -94,15 +94,15 @@ line. --db on the command line still means that local database.
 		newShowCmd(f, nil),
 		newUpdateCmd(f, nil),
 		newRotateCmd(f, nil),
-		newDisableCmd(f),
-		newEnableCmd(f),
+		newDisableCmd(f, nil),
+		newEnableCmd(f, nil),
 		newRevokeCmd(f, nil),
-		newVerifyCmd(f),
-		newUsageCmd(f),
-		newScanCmd(f),
-		newAuditCmd(f),
-		newServeCmd(f),
-		newVersionCmd(f),
+		newVerifyCmd(f, nil),
+		newUsageCmd(f, nil),
+		newScanCmd(f, nil),
+		newAuditCmd(f, nil),
+		newServeCmd(f, nil),
+		newVersionCmd(f, nil),
 	)
 	root.CompletionOptions.HiddenDefaultCmd = true
 	root.AddCommand(newCompletionCmd())

@@ -13,6 +13,7 @@ import (
 
 // RotateOptions are the parsed flags of keyctl rotate.
 type RotateOptions struct {
+	Deps
 	Ref        string
 	Grace      time.Duration
 	SecretFile string
@@ -35,7 +36,7 @@ A revoked key cannot be rotated (exit 4).`,
 		Args:              exactKey,
 		ValidArgsFunction: completeKeys(f, false),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			opts := &RotateOptions{Ref: args[0], SecretFile: secretFile}
+			opts := &RotateOptions{Deps: f.deps(), Ref: args[0], SecretFile: secretFile}
 			var err error
 			if grace != "" {
 				if opts.Grace, err = parseDuration(grace); err != nil {
@@ -51,7 +52,7 @@ A revoked key cannot be rotated (exit 4).`,
 			if runF != nil {
 				return runF(cmd.Context(), opts)
 			}
-			return runRotate(cmd.Context(), f, opts)
+			return runRotate(cmd.Context(), opts)
 		},
 	}
 	cmd.Flags().StringVar(&grace, "grace", "", "how long the old secret keeps working (e.g. 1h, 7d; default: it stops now)")
@@ -60,19 +61,19 @@ A revoked key cannot be rotated (exit 4).`,
 	return cmd
 }
 
-func runRotate(ctx context.Context, f *Factory, opts *RotateOptions) error {
+func runRotate(ctx context.Context, opts *RotateOptions) error {
 	file, err := openSecretFile(opts.SecretFile)
 	if err != nil {
 		return err
 	}
-	return f.withStore(ctx, func(s store.Store) error {
+	return opts.withStore(ctx, func(s store.Store) error {
 		k, secret, err := s.Rotate(ctx, opts.Ref, opts.Grace)
 		if err != nil {
 			file.abandon()
 			return err
 		}
-		now := f.Now()
-		return printIssued(f.IO, issued{
+		now := opts.Now()
+		return printIssued(opts.IO, issued{
 			key: k, secret: secret, file: file, out: opts.Output, now: now,
 			headline: fmt.Sprintf("Rotated key %s (%s)", k.Name, k.ID),
 			notice:   graceNotice(opts.Grace, now),

@@ -17,6 +17,7 @@ import (
 
 // ScanOptions are the parsed flags of keyctl scan.
 type ScanOptions struct {
+	Deps
 	Paths   []string // empty: stdin
 	MaxSize int64
 	Action  string // "", "revoke" or "disable"
@@ -36,7 +37,7 @@ type finding struct {
 	Action  string `json:"action"` // "revoked", "disabled", or ""
 }
 
-func newScanCmd(f *Factory) *cobra.Command {
+func newScanCmd(f *Factory, runF func(context.Context, *ScanOptions) error) *cobra.Command {
 	var maxSize string
 	var revoke, disable bool
 	cmd := &cobra.Command{
@@ -63,7 +64,7 @@ EXIT STATUS
   git diff --cached | keyctl scan
   keyctl scan ./logs --revoke -o json`,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			opts := &ScanOptions{}
+			opts := &ScanOptions{Deps: f.deps()}
 			for _, a := range args {
 				if a != "-" {
 					opts.Paths = append(opts.Paths, a)
@@ -90,7 +91,10 @@ EXIT STATUS
 			if opts.Format, err = f.outputFormat(); err != nil {
 				return err
 			}
-			return runScan(cmd.Context(), f, opts)
+			if runF != nil {
+				return runF(cmd.Context(), opts)
+			}
+			return runScan(cmd.Context(), opts)
 		},
 	}
 	cmd.Flags().StringVar(&maxSize, "max-size", "10MiB", "skip files larger than this (e.g. 512KiB, 10MiB; config scan_max_size)")
@@ -120,12 +124,12 @@ func parseSize(s string) (int64, error) {
 	return n * mult, nil
 }
 
-func runScan(ctx context.Context, f *Factory, opts *ScanOptions) error {
+func runScan(ctx context.Context, opts *ScanOptions) error {
 	var found []scan.Finding
 	collect := func(fd scan.Finding) { found = append(found, fd) }
 	var stats scan.Stats
 	if len(opts.Paths) == 0 {
-		n, err := scan.Reader(f.IO.In, "-", collect)
+		n, err := scan.Reader(opts.IO.In, "-", collect)
 		if err != nil {
 			return fmt.Errorf("reading stdin: %w", err)
 		}
@@ -139,21 +143,21 @@ func runScan(ctx context.Context, f *Factory, opts *ScanOptions) error {
 	var results []finding
 	if len(found) > 0 {
 		var err error
-		if results, err = lookUpFindings(ctx, f, found, opts.Action); err != nil {
+		if results, err = lookUpFindings(ctx, opts.Deps, found, opts.Action); err != nil {
 			return err
 		}
 	}
-	if err := printFindings(f, opts.Format, results); err != nil {
+	if err := printFindings(opts.IO, opts.Format, results); err != nil {
 		return err
 	}
-	return scanSummary(f, stats, results)
+	return scanSummary(opts.IO, stats, results)
 }
 
 // lookUpFindings asks the store about each key found (once per key) and, with
 // an action, revokes or disables the ones not yet revoked.
-func lookUpFindings(ctx context.Context, f *Factory, found []scan.Finding, action string) ([]finding, error) {
+func lookUpFindings(ctx context.Context, d Deps, found []scan.Finding, action string) ([]finding, error) {
 	out := make([]finding, 0, len(found))
-	err := f.withStore(ctx, func(s store.Store) error {
+	err := d.withStore(ctx, func(s store.Store) error {
 		byToken := map[string]*keys.Key{} // by token; nil when unknown
 		acted := map[string]string{}
 		for _, fd := range found {
@@ -192,11 +196,11 @@ func lookUpFindings(ctx context.Context, f *Factory, found []scan.Finding, actio
 	return out, err
 }
 
-func printFindings(f *Factory, format output.Format, results []finding) error {
-	return printData(f, format, nonNil(results), func() error { return findingsTable(f, results) })
+func printFindings(io *output.IOStreams, format output.Format, results []finding) error {
+	return printData(io, format, nonNil(results), func() error { return findingsTable(io, results) })
 }
 
-func findingsTable(f *Factory, results []finding) error {
+func findingsTable(io *output.IOStreams, results []finding) error {
 	if len(results) == 0 {
 		return nil
 	}
@@ -205,7 +209,7 @@ func findingsTable(f *Factory, results []finding) error {
 		rows = append(rows, []string{fmt.Sprintf("%s:%d", r.File, r.Line), r.Start, orDash(r.KeyID),
 			orDash(r.KeyName), r.Status, orDash(r.Action)})
 	}
-	return output.WriteTable(f.IO.Out, []string{"LOCATION", "KEY", "ID", "NAME", "STATUS", "ACTION"}, rows)
+	return output.WriteTable(io.Out, []string{"LOCATION", "KEY", "ID", "NAME", "STATUS", "ACTION"}, rows)
 }
 
 func nonNil(r []finding) []finding {
@@ -217,7 +221,7 @@ func nonNil(r []finding) []finding {
 
 // scanSummary says what was found on stderr and chooses the exit status:
 // 1 when a key found is not revoked or unknown.
-func scanSummary(f *Factory, stats scan.Stats, results []finding) error {
+func scanSummary(io *output.IOStreams, stats scan.Stats, results []finding) error {
 	var live, unknown int
 	for _, r := range results {
 		switch {
@@ -232,16 +236,16 @@ func scanSummary(f *Factory, stats scan.Stats, results []finding) error {
 		skipped = fmt.Sprintf(" (%d binary and %d large files skipped)", stats.SkippedBin, stats.SkippedLarge)
 	}
 	if len(results) == 0 {
-		f.IO.Notef("keyctl: no keys found in %d files%s", stats.Files, skipped)
+		io.Notef("keyctl: no keys found in %d files%s", stats.Files, skipped)
 		return nil
 	}
-	f.IO.Notef("keyctl: found %d keys in %d files%s: %d not revoked, %d unknown to this store",
+	io.Notef("keyctl: found %d keys in %d files%s: %d not revoked, %d unknown to this store",
 		len(results), stats.Files, skipped, live, unknown)
 	if live+unknown == 0 {
 		return nil
 	}
 	if live > 0 {
-		f.IO.Notef("keyctl: hint: 'keyctl scan --revoke' revokes them; rotate or recreate what used them")
+		io.Notef("keyctl: hint: 'keyctl scan --revoke' revokes them; rotate or recreate what used them")
 	}
 	return &exitError{code: exitFailure}
 }

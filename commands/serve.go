@@ -5,21 +5,29 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"time"
 
 	"github.com/spf13/cobra"
 
+	"github.com/keyctl/keyctl/output"
 	"github.com/keyctl/keyctl/server"
+	"github.com/keyctl/keyctl/store/sqlite"
 )
 
 // ServeOptions are the parsed flags of keyctl serve.
 type ServeOptions struct {
-	Addr    string
-	TLSCert string
-	TLSKey  string
+	IO *output.IOStreams
+	// OpenLocal opens the local database to serve; DB is its path.
+	OpenLocal func(context.Context) (*sqlite.SQLite, error)
+	DB        string
+	Now       func() time.Time
+	Addr      string
+	TLSCert   string
+	TLSKey    string
 }
 
-func newServeCmd(f *Factory) *cobra.Command {
-	opts := &ServeOptions{}
+func newServeCmd(f *Factory, runF func(context.Context, *ServeOptions) error) *cobra.Command {
+	opts := &ServeOptions{IO: f.IO, OpenLocal: f.openLocal, Now: f.Now}
 	cmd := &cobra.Command{
 		Use:   "serve",
 		Short: "Serve the local database over an HTTP API",
@@ -53,7 +61,11 @@ recorded, and keyctl exits 0.`,
 			if _, _, err := net.SplitHostPort(opts.Addr); err != nil {
 				return flagErr("addr", fmt.Errorf("%q is not host:port", opts.Addr))
 			}
-			return runServe(cmd.Context(), f, opts)
+			opts.DB = f.Config.GetString("db")
+			if runF != nil {
+				return runF(cmd.Context(), opts)
+			}
+			return runServe(cmd.Context(), opts)
 		},
 	}
 	fl := cmd.Flags()
@@ -63,8 +75,8 @@ recorded, and keyctl exits 0.`,
 	return cmd
 }
 
-func runServe(ctx context.Context, f *Factory, opts *ServeOptions) error {
-	st, err := f.openLocal(ctx)
+func runServe(ctx context.Context, opts *ServeOptions) error {
+	st, err := opts.OpenLocal(ctx)
 	if err != nil {
 		return err
 	}
@@ -78,13 +90,13 @@ func runServe(ctx context.Context, f *Factory, opts *ServeOptions) error {
 		scheme = "https"
 	}
 	if ap, err := netip.ParseAddrPort(ln.Addr().String()); err == nil && !ap.Addr().IsLoopback() && scheme == "http" {
-		f.IO.Notef("keyctl: warning: plain HTTP on %s: tokens cross the network in clear text; use --tls-cert and --tls-key", ln.Addr())
+		opts.IO.Notef("keyctl: warning: plain HTTP on %s: tokens cross the network in clear text; use --tls-cert and --tls-key", ln.Addr())
 	}
-	f.IO.Notef("keyctl: serving %s on %s://%s", f.Config.GetString("db"), scheme, ln.Addr())
-	srv := server.New(st, server.Options{AccessLog: f.IO.ErrOut, Now: f.Now})
+	opts.IO.Notef("keyctl: serving %s on %s://%s", opts.DB, scheme, ln.Addr())
+	srv := server.New(st, server.Options{AccessLog: opts.IO.ErrOut, Now: opts.Now})
 	if err := srv.Run(ctx, ln, server.TLS{CertFile: opts.TLSCert, KeyFile: opts.TLSKey}); err != nil {
 		return err
 	}
-	f.IO.Notef("keyctl: stopped; every request in flight was answered and recorded")
+	opts.IO.Notef("keyctl: stopped; every request in flight was answered and recorded")
 	return nil
 }

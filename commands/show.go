@@ -11,6 +11,7 @@ import (
 
 // ShowOptions are the parsed flags of keyctl show.
 type ShowOptions struct {
+	Deps
 	Ref    string
 	Format output.Format
 }
@@ -27,7 +28,7 @@ revoked most recently. With -o json the output is one key object.`,
 		Args:              exactKey,
 		ValidArgsFunction: completeKeys(f, true),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			opts := &ShowOptions{Ref: args[0]}
+			opts := &ShowOptions{Deps: f.deps(), Ref: args[0]}
 			var err error
 			if opts.Format, err = f.outputFormat(); err != nil {
 				return err
@@ -35,14 +36,18 @@ revoked most recently. With -o json the output is one key object.`,
 			if runF != nil {
 				return runF(cmd.Context(), opts)
 			}
-			return f.withStore(cmd.Context(), func(s store.Store) error {
-				k, err := s.Get(cmd.Context(), opts.Ref)
-				if err != nil {
-					return err
-				}
-				return printKey(f, opts.Format, k)
-			})
+			return runShow(cmd.Context(), opts)
 		},
 	}
 	return cmd
+}
+
+func runShow(ctx context.Context, opts *ShowOptions) error {
+	return opts.withStore(ctx, func(s store.Store) error {
+		k, err := s.Get(ctx, opts.Ref)
+		if err != nil {
+			return err
+		}
+		return printKey(opts.Deps, opts.Format, k)
+	})
 }

@@ -13,6 +13,7 @@ import (
 
 // UpdateOptions are the parsed flags of keyctl update.
 type UpdateOptions struct {
+	Deps
 	Ref    string
 	Params keys.UpdateParams
 	Format output.Format
@@ -39,7 +40,7 @@ updated (exit 4).
 		Args:              exactKey,
 		ValidArgsFunction: completeKeys(f, false),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			opts := &UpdateOptions{Ref: args[0]}
+			opts := &UpdateOptions{Deps: f.deps(), Ref: args[0]}
 			p := &opts.Params
 			fl := cmd.Flags()
 			var err error
@@ -94,16 +95,7 @@ updated (exit 4).
 			if runF != nil {
 				return runF(cmd.Context(), opts)
 			}
-			return f.withStore(cmd.Context(), func(s store.Store) error {
-				k, err := s.Update(cmd.Context(), opts.Ref, opts.Params)
-				if err != nil {
-					return withHintIfConflict(err, "choose another --name, or revoke the key that holds it")
-				}
-				if opts.Format == output.Table {
-					f.IO.Notef("Updated key %s (%s)", k.Name, k.ID)
-				}
-				return printKey(f, opts.Format, k)
-			})
+			return runUpdate(cmd.Context(), opts)
 		},
 	}
 	fl := cmd.Flags()
@@ -119,4 +111,17 @@ updated (exit 4).
 	fl.StringArrayVar(&meta, "meta", nil, "metadata key=value to set; repeatable")
 	fl.StringArrayVar(&removeMeta, "remove-meta", nil, "metadata key to remove; repeatable")
 	return cmd
+}
+
+func runUpdate(ctx context.Context, opts *UpdateOptions) error {
+	return opts.withStore(ctx, func(s store.Store) error {
+		k, err := s.Update(ctx, opts.Ref, opts.Params)
+		if err != nil {
+			return withHintIfConflict(err, "choose another --name, or revoke the key that holds it")
+		}
+		if opts.Format == output.Table {
+			opts.IO.Notef("Updated key %s (%s)", k.Name, k.ID)
+		}
+		return printKey(opts.Deps, opts.Format, k)
+	})
 }

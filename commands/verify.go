@@ -54,6 +54,7 @@ const verifyResultsHelp = `RESULTS
 
 // VerifyOptions are the parsed flags of keyctl verify.
 type VerifyOptions struct {
+	Deps
 	Request keys.VerifyRequest
 	Arg     string // the positional argument, if any ("-" is stdin)
 	FromEnv string
@@ -62,10 +63,10 @@ type VerifyOptions struct {
 	Format  output.Format
 }
 
-func newVerifyCmd(f *Factory) *cobra.Command {
+func newVerifyCmd(f *Factory, runF func(context.Context, *VerifyOptions) error) *cobra.Command {
 	var scopes []string
 	var env, ip, cost string
-	opts := &VerifyOptions{}
+	opts := &VerifyOptions{Deps: f.deps()}
 	cmd := &cobra.Command{
 		Use:   "verify [-]",
 		Short: "Check whether a key may be used, with a stable exit status",
@@ -121,7 +122,10 @@ result, and -q silences it.
 			if opts.Format, err = f.outputFormat(); err != nil {
 				return err
 			}
-			return runVerify(cmd.Context(), f, opts)
+			if runF != nil {
+				return runF(cmd.Context(), opts)
+			}
+			return runVerify(cmd.Context(), opts)
 		},
 	}
 	fl := cmd.Flags()
@@ -135,8 +139,8 @@ result, and -q silences it.
 	return cmd
 }
 
-func runVerify(ctx context.Context, f *Factory, opts *VerifyOptions) error {
-	token, err := readKey(f.IO, opts)
+func runVerify(ctx context.Context, opts *VerifyOptions) error {
+	token, err := readKey(opts.IO, opts)
 	if err != nil {
 		return err
 	}
@@ -155,7 +159,7 @@ func runVerify(ctx context.Context, f *Factory, opts *VerifyOptions) error {
 		}
 	}
 	if res == nil {
-		err := f.withStore(ctx, func(s store.Store) error {
+		err := opts.withStore(ctx, func(s store.Store) error {
 			res, err = s.Verify(ctx, opts.Request)
 			return err
 		})
@@ -163,7 +167,7 @@ func runVerify(ctx context.Context, f *Factory, opts *VerifyOptions) error {
 			return fmt.Errorf("could not verify the key: %w", err)
 		}
 	}
-	if err := printVerify(f, opts, res); err != nil {
+	if err := printVerify(opts, res); err != nil {
 		return err
 	}
 	if res.Code == keys.Valid {
@@ -207,20 +211,20 @@ func readLimited(r io.Reader) (string, error) {
 	return strings.TrimSpace(string(b)), nil
 }
 
-func printVerify(f *Factory, opts *VerifyOptions, res *keys.VerifyResult) error {
+func printVerify(opts *VerifyOptions, res *keys.VerifyResult) error {
 	if opts.Quiet {
 		return nil
 	}
-	return printData(f, opts.Format, res, func() error {
+	return printData(opts.IO, opts.Format, res, func() error {
 		label := strings.ToLower(strings.ReplaceAll(string(res.Code), "_", " "))
 		k := res.Key
 		switch {
 		case res.Code == keys.Valid && k != nil:
-			f.IO.Notef("keyctl: valid: %s (%s) scopes %s env %s", k.Name, k.ID, strings.Join(k.Scopes, ","), k.Env)
+			opts.IO.Notef("keyctl: valid: %s (%s) scopes %s env %s", k.Name, k.ID, strings.Join(k.Scopes, ","), k.Env)
 		case k != nil:
-			f.IO.Notef("keyctl: %s: %s (%s): %s", label, k.Name, k.ID, res.Reason)
+			opts.IO.Notef("keyctl: %s: %s (%s): %s", label, k.Name, k.ID, res.Reason)
 		default:
-			f.IO.Notef("keyctl: %s: %s", label, res.Reason)
+			opts.IO.Notef("keyctl: %s: %s", label, res.Reason)
 		}
 		return nil
 	})
