@@ -43,7 +43,11 @@ With -o json or yaml the object holds the key's fields and "secret"; with
 -o env, stdout is KEYCTL_API_KEY=<secret> (--env-var picks the name), ready
 for >> "$GITHUB_ENV" or a dotenv file. With --secret-file the secret goes only
 to that new file, created with mode 0600. When GITHUB_ACTIONS=true, a
-::add-mask:: command for the secret comes first on stdout.
+::add-mask:: command for the secret goes to stderr, where the job log sees
+it, so that stdout still carries the secret alone.
+
+Only -o on the command line changes how the secret is printed: the output
+format set in the config file or KEYCTL_OUTPUT applies to listings.
 
 --if-not-exists makes a pipeline safe to re-run: when a key of that --name
 that is not revoked exists, keyctl says so on stderr and exits 0, creating
@@ -103,7 +107,7 @@ nothing and printing no secret.`,
 			if ifNotExists && name == "" {
 				return withHint(flagErr("if-not-exists", fmt.Errorf("needs --name")), "the name is what tells whether the key exists")
 			}
-			if opts.Output, err = parseSecretOutput(f, envVar, cmd.Flags().Changed("env-var"), secretFile); err != nil {
+			if opts.Output, err = parseSecretOutput(cmd, envVar, secretFile); err != nil {
 				return err
 			}
 			if runF != nil {

@@ -46,7 +46,7 @@ A revoked key cannot be rotated (exit 4).`,
 					return flagErr("grace", fmt.Errorf("%q is negative", grace))
 				}
 			}
-			if opts.Output, err = parseSecretOutput(f, envVar, cmd.Flags().Changed("env-var"), secretFile); err != nil {
+			if opts.Output, err = parseSecretOutput(cmd, envVar, secretFile); err != nil {
 				return err
 			}
 			if runF != nil {

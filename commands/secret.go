@@ -8,6 +8,8 @@ import (
 	"regexp"
 	"time"
 
+	"github.com/spf13/cobra"
+
 	"github.com/keyctl/keyctl/output"
 	"github.com/keyctl/keyctl/store/keys"
 )
@@ -75,11 +77,19 @@ type secretOutput struct {
 
 // parseSecretOutput reads -o (table, json, yaml or env), --env-var and
 // GITHUB_ACTIONS, and checks that they go together with --secret-file.
-func parseSecretOutput(f *Factory, envVar string, envVarSet bool, secretFile string) (secretOutput, error) {
-	format, err := f.outputFormat(output.Table, output.JSON, output.YAML, output.Env)
-	if err != nil {
-		return secretOutput{}, err
+//
+// Only -o on the command line changes how the secret is printed: a default
+// output format from the config file or KEYCTL_OUTPUT is for listings, and
+// must not change what KEY=$(keyctl create) captures.
+func parseSecretOutput(cmd *cobra.Command, envVar, secretFile string) (secretOutput, error) {
+	format := output.Table
+	if fl := cmd.Flags().Lookup("output"); fl != nil && fl.Changed {
+		var err error
+		if format, err = output.ParseFormat(fl.Value.String(), output.Table, output.JSON, output.YAML, output.Env); err != nil {
+			return secretOutput{}, flagErr("output", err)
+		}
 	}
+	envVarSet := cmd.Flags().Changed("env-var")
 	switch {
 	case envVarSet && format != output.Env:
 		return secretOutput{}, flagErr("env-var", fmt.Errorf("goes with -o env"))
@@ -103,7 +113,8 @@ type keyWithSecret struct {
 // stdout, with the details on stderr, in a pipe; in the object with -o
 // json|yaml; as NAME=secret with -o env; or only in the file with
 // --secret-file. In GitHub Actions, a mask command for the job log comes
-// first on stdout.
+// first, on stderr: the runner reads workflow commands from both streams,
+// and stdout carries the data alone.
 func printIssued(io *output.IOStreams, r issued) error {
 	if r.file != nil {
 		if err := r.file.write(r.secret); err != nil {
@@ -112,7 +123,7 @@ func printIssued(io *output.IOStreams, r issued) error {
 		r.secret = ""
 	}
 	if r.out.mask && r.secret != "" {
-		fmt.Fprintf(io.Out, "::add-mask::%s\n", r.secret)
+		fmt.Fprintf(io.ErrOut, "::add-mask::%s\n", r.secret)
 	}
 	switch r.out.format {
 	case output.JSON:
