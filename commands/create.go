@@ -113,6 +113,7 @@ nothing and printing no secret.`,
 			if runF != nil {
 				return runF(cmd.Context(), opts)
 			}
+			ignoreSIGPIPE()
 			return runCreate(cmd.Context(), opts)
 		},
 	}
@@ -146,9 +147,10 @@ func runCreate(ctx context.Context, opts *CreateOptions) error {
 		if err != nil {
 			return err
 		}
-		k, secret, err := s.Create(ctx, opts.Params)
+		is := &issuance{io: opts.IO, verb: "Created", file: file, out: opts.Output, now: opts.Now()}
+		k, err := store.CreateAndDeliver(ctx, s, opts.Params, is.deliver)
 		if err != nil {
-			file.abandon()
+			err = is.failed(err)
 			if opts.IfNotExists && errors.Is(err, keys.ErrConflict) {
 				// Created by another run since the check above.
 				if k, gerr := s.Get(ctx, opts.Params.Name); gerr == nil {
@@ -160,10 +162,7 @@ func runCreate(ctx context.Context, opts *CreateOptions) error {
 			}
 			return err
 		}
-		return printIssued(opts.IO, issued{
-			key: k, secret: secret, file: file, out: opts.Output, now: opts.Now(),
-			headline: fmt.Sprintf("Created key %s (%s)", k.Name, k.ID),
-		})
+		return is.finish(k)
 	})
 }
 

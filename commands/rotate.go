@@ -52,6 +52,7 @@ A revoked key cannot be rotated (exit 4).`,
 			if runF != nil {
 				return runF(cmd.Context(), opts)
 			}
+			ignoreSIGPIPE()
 			return runRotate(cmd.Context(), opts)
 		},
 	}
@@ -62,22 +63,19 @@ A revoked key cannot be rotated (exit 4).`,
 }
 
 func runRotate(ctx context.Context, opts *RotateOptions) error {
-	file, err := openSecretFile(opts.SecretFile)
-	if err != nil {
-		return err
-	}
 	return opts.withStore(ctx, func(s store.Store) error {
-		k, secret, err := s.Rotate(ctx, opts.Ref, opts.Grace)
+		file, err := openSecretFile(opts.SecretFile)
 		if err != nil {
-			file.abandon()
 			return err
 		}
 		now := opts.Now()
-		return printIssued(opts.IO, issued{
-			key: k, secret: secret, file: file, out: opts.Output, now: now,
-			headline: fmt.Sprintf("Rotated key %s (%s)", k.Name, k.ID),
-			notice:   graceNotice(opts.Grace, now),
-		})
+		is := &issuance{io: opts.IO, verb: "Rotated", file: file, out: opts.Output, now: now,
+			notice: graceNotice(opts.Grace, now)}
+		k, err := store.RotateAndDeliver(ctx, s, opts.Ref, opts.Grace, is.deliver)
+		if err != nil {
+			return is.failed(err)
+		}
+		return is.finish(k)
 	})
 }
 

@@ -20,9 +20,10 @@ func TestMain(m *testing.M) {
 		os.Exit(jqMain(os.Args[1:]))
 	}
 	testscript.Main(m, map[string]func(){
-		"keyctl":  func() { os.Exit(mainWith(testClock(os.Getenv(clockFileVar)))) },
-		"sql":     func() { os.Exit(sqlMain(os.Args[1:])) },
-		"sqlite3": func() { os.Exit(noSQLite3()) },
+		"keyctl":     func() { os.Exit(mainWith(testClock(os.Getenv(clockFileVar)))) },
+		"sql":        func() { os.Exit(sqlMain(os.Args[1:])) },
+		"sqlite3":    func() { os.Exit(noSQLite3()) },
+		"brokenpipe": func() { os.Exit(brokenpipeMain(os.Args[1:])) },
 	})
 }
 

@@ -15,9 +15,11 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/itchyny/gojq"
@@ -232,6 +234,45 @@ func runSQL(w io.Writer, path, stmts string) error {
 		fmt.Fprintln(w, strings.Join(cells, "|"))
 	}
 	return rows.Err()
+}
+
+// brokenpipeMain runs a command whose stdout is a pipe that nobody reads,
+// closed before the command starts, as in 'keyctl create | false' when
+// false has already exited: brokenpipe COMMAND [ARGS...]. It exits with the
+// command's status.
+func brokenpipeMain(args []string) int {
+	if len(args) == 0 {
+		fmt.Fprintln(os.Stderr, "usage: brokenpipe COMMAND [ARGS...]")
+		return 2
+	}
+	r, w, err := os.Pipe()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "brokenpipe:", err)
+		return 2
+	}
+	r.Close()
+	cmd := exec.Command(args[0], args[1:]...)
+	cmd.Stdin, cmd.Stdout, cmd.Stderr = os.Stdin, w, os.Stderr
+	err = cmd.Run()
+	w.Close()
+	return exitStatus(err)
+}
+
+// exitStatus is the status a finished command's error stands for; a
+// command killed by a signal is 128 plus its number, as a shell says.
+func exitStatus(err error) int {
+	var ee *exec.ExitError
+	switch {
+	case err == nil:
+		return 0
+	case errors.As(err, &ee):
+		if ws, ok := ee.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
+			return 128 + int(ws.Signal())
+		}
+		return ee.ExitCode()
+	}
+	fmt.Fprintln(os.Stderr, err)
+	return 127
 }
 
 // noSQLite3 stands in for the sqlite3 shell, which a machine with only Go
