@@ -167,3 +167,29 @@ func metadata(m map[string]string) string {
 	slices.Sort(pairs)
 	return strings.Join(pairs, ", ")
 }
+
+// SecretLines prints a key's live secrets under the key's details: the
+// current one and those in a rotation's grace, with when they were issued
+// and when they end.
+func SecretLines(s *IOStreams, w io.Writer, secrets []keys.SecretInfo, now time.Time) {
+	tty := s.IsStdoutTTY()
+	when := func(t time.Time) string {
+		if tty {
+			return Relative(t, now) + " (" + t.UTC().Format(time.RFC3339) + ")"
+		}
+		return t.UTC().Format(time.RFC3339)
+	}
+	label := "Secrets:"
+	if len(secrets) == 0 {
+		fmt.Fprintf(w, "%-13s %s\n", label, "none live")
+		return
+	}
+	for _, sc := range secrets {
+		state := "current"
+		if sc.EndsAt != nil {
+			state = "ends " + when(*sc.EndsAt)
+		}
+		fmt.Fprintf(w, "%-13s %s…  %s, issued %s\n", label, sc.Start, state, when(sc.CreatedAt))
+		label = ""
+	}
+}
