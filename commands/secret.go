@@ -154,7 +154,7 @@ func (is *issuance) failed(err error) error {
 }
 
 func (is *issuance) issued(k *keys.Key, secret string) issued {
-	return issued{key: k, secret: secret, headline: fmt.Sprintf("%s key %s (%s)", is.verb, k.Name, k.ID),
+	return issued{key: k, secret: secret, headline: fmt.Sprintf("%s key %s (%s)", is.verb, output.Escape(k.Name), output.Escape(k.ID)),
 		notice: is.notice, file: is.file, out: is.out, now: is.now}
 }
 

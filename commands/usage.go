@@ -78,9 +78,10 @@ func printUsageTables(d Deps, rep *keys.UsageReport) error {
 	io, now, k := d.IO, d.Now(), rep.Key
 	tty := io.IsStdoutTTY()
 	last := output.Time(k.LastUsedAt, now, tty, "never")
-	fmt.Fprintf(io.Out, "%s (%s): %d uses, last used %s", k.Name, k.ID, k.UsageCount, last)
+	fmt.Fprintf(io.Out, "%s (%s): %s, last used %s", output.Escape(k.Name), output.Escape(k.ID),
+		output.Plural(int(k.UsageCount), "use", "uses"), last)
 	if k.LastUsedIP != "" {
-		fmt.Fprintf(io.Out, " from %s", k.LastUsedIP)
+		fmt.Fprintf(io.Out, " from %s", output.Escape(k.LastUsedIP))
 	}
 	fmt.Fprintf(io.Out, "; history kept %s\n", rep.Retention)
 	if k.Quota != nil && k.QuotaRemaining != nil {
