@@ -96,9 +96,9 @@ func escapeAll(cells []string) []string {
 }
 
 // fit cuts the cells of header and rows so that each line is at most width
-// columns: the flex columns first, down to minFlex, then the widest column
-// of all, down to its header's width (at least 3). A table too wide even
-// then is as narrow as it can be.
+// columns, the widest column first: the flex columns down to minFlex, then
+// to their header's width, then any column, header included, down to 3. A
+// table too wide even then is as narrow as it can be.
 func fit(header []string, rows [][]string, width int, flex []int) {
 	widths := make([]int, len(header))
 	for c, h := range header {
@@ -113,20 +113,25 @@ func fit(header []string, rows [][]string, width int, flex []int) {
 	for _, w := range widths {
 		total += w
 	}
-	floor := func(c int, first bool) int {
-		if first && slices.Contains(flex, c) {
-			return minFlex
+	// Three passes: the flex columns down to minFlex, then down to their
+	// header, then every column (headers too) down to 3.
+	floor := func(c, pass int) int {
+		head := max(3, runewidth.StringWidth(header[c]))
+		switch {
+		case pass == 0 && slices.Contains(flex, c):
+			return max(minFlex, head)
+		case pass == 1 && slices.Contains(flex, c):
+			return head
+		case pass == 2:
+			return 3
 		}
-		if first {
-			return widths[c] // not cut in the first pass
-		}
-		return max(3, runewidth.StringWidth(header[c]))
+		return widths[c] // not cut in this pass
 	}
-	for _, first := range []bool{true, false} {
+	for pass := range 3 {
 		for total > width {
 			widest := -1
 			for c := range widths {
-				if widths[c] > floor(c, first) && (widest < 0 || widths[c] > widths[widest]) {
+				if widths[c] > floor(c, pass) && (widest < 0 || widths[c] > widths[widest]) {
 					widest = c
 				}
 			}
@@ -137,7 +142,7 @@ func fit(header []string, rows [][]string, width int, flex []int) {
 			total--
 		}
 	}
-	for _, r := range rows {
+	for _, r := range append([][]string{header}, rows...) {
 		for c := range r {
 			if runewidth.StringWidth(r[c]) > widths[c] {
 				r[c] = runewidth.Truncate(r[c], widths[c], "…")
