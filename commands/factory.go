@@ -7,6 +7,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"sync/atomic"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -29,6 +30,9 @@ type Factory struct {
 
 	tokenFile string // --token-file, when given
 	dbFlag    bool   // --db was given (and --server was not): the local database it is
+	// graceful is set by a command that stops gracefully on its own when
+	// interrupted (keyctl serve), which Main then waits for.
+	graceful atomic.Bool
 }
 
 // newFactory returns the factory of a real process, on the clock now.

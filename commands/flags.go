@@ -7,10 +7,35 @@ import (
 	"strings"
 	"time"
 
+	"github.com/spf13/pflag"
+
 	"github.com/keyctl/keyctl/store/keys"
 )
 
 var daysRE = regexp.MustCompile(`^(\d+)d$`)
+
+// kindValue is a string flag whose help names the kind of value it takes
+// (int, duration, size, …): its values are parsed after the flags, since
+// they also take words such as unlimited, never or none.
+type kindValue struct {
+	p    *string
+	kind string
+}
+
+func (v *kindValue) String() string {
+	if v.p == nil {
+		return ""
+	}
+	return *v.p
+}
+func (v *kindValue) Set(s string) error { *v.p = s; return nil }
+func (v *kindValue) Type() string       { return v.kind }
+
+// kindVar defines a string flag shown in help as --name KIND.
+func kindVar(fl *pflag.FlagSet, p *string, name, def, kind, usage string) {
+	*p = def
+	fl.Var(&kindValue{p: p, kind: kind}, name, usage)
+}
 
 // parseDuration accepts Go durations (30s, 15m, 24h) and whole days (90d).
 func parseDuration(s string) (time.Duration, error) {

@@ -3,6 +3,7 @@ package commands
 import (
 	"errors"
 	"fmt"
+	"maps"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -19,13 +20,18 @@ func TestMain(m *testing.M) {
 	if filepath.Base(os.Args[0]) == "jq" {
 		os.Exit(jqMain(os.Args[1:]))
 	}
-	testscript.Main(m, map[string]func(){
+	tools := map[string]func(){
 		"keyctl":     func() { os.Exit(mainWith(testClock(os.Getenv(clockFileVar)))) },
 		"sql":        func() { os.Exit(sqlMain(os.Args[1:])) },
 		"sqlite3":    func() { os.Exit(noSQLite3()) },
 		"brokenpipe": func() { os.Exit(brokenpipeMain(os.Args[1:])) },
-	})
+	}
+	maps.Copy(tools, extraTools)
+	testscript.Main(m, tools)
 }
+
+// extraTools are the scripts' tools that only some systems build.
+var extraTools = map[string]func(){}
 
 // TestScripts runs the end-to-end scripts in testdata/script against the
 // keyctl binary, each with its own database in a temp dir.

@@ -62,6 +62,7 @@ recorded, and keyctl exits 0.`,
 				return flagErr("addr", fmt.Errorf("%q is not host:port", opts.Addr))
 			}
 			opts.DB = f.Config.GetString("db")
+			f.graceful.Store(true)
 			if runF != nil {
 				return runF(cmd.Context(), opts)
 			}

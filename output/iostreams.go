@@ -22,6 +22,7 @@ type IOStreams struct {
 
 	stdinTTY  bool
 	stdoutTTY bool
+	stderrTTY bool
 	color     bool
 	width     int // the terminal's columns; 0 when not known
 }
@@ -32,6 +33,7 @@ type IOStreams struct {
 func System() *IOStreams {
 	s := &IOStreams{In: os.Stdin, Out: os.Stdout, ErrOut: os.Stderr}
 	s.stdinTTY = term.IsTerminal(int(os.Stdin.Fd()))
+	s.stderrTTY = term.IsTerminal(int(os.Stderr.Fd()))
 	s.stdoutTTY = term.IsTerminal(int(os.Stdout.Fd())) || os.Getenv("KEYCTL_FORCE_TTY") != ""
 	s.color = s.stdoutTTY && os.Getenv("NO_COLOR") == "" && os.Getenv("TERM") != "dumb"
 	if s.stdoutTTY {
@@ -70,6 +72,15 @@ func (s *IOStreams) IsStdoutTTY() bool { return s.stdoutTTY }
 
 // IsStdinTTY reports whether stdin is a terminal.
 func (s *IOStreams) IsStdinTTY() bool { return s.stdinTTY }
+
+// IsStderrTTY reports whether stderr is a terminal (where progress goes).
+func (s *IOStreams) IsStderrTTY() bool { return s.stderrTTY }
+
+// SetStdinTTY sets whether stdin counts as a terminal (for tests).
+func (s *IOStreams) SetStdinTTY(v bool) { s.stdinTTY = v }
+
+// SetStderrTTY sets whether stderr counts as a terminal (for tests).
+func (s *IOStreams) SetStderrTTY(v bool) { s.stderrTTY = v }
 
 // SetStdoutTTY sets whether stdout counts as a terminal (for tests).
 func (s *IOStreams) SetStdoutTTY(v bool) { s.stdoutTTY = v }
