@@ -67,7 +67,7 @@ func interruptAtPrompt(cmd *exec.Cmd, prompt string) error {
 		return err
 	}
 	defer ptmx.Close()
-	cmd.Stdin = tty
+	cmd.Stdin, cmd.Stderr = tty, nil
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true, Setctty: true, Ctty: 0}
 	stderr, err := cmd.StderrPipe()
 	if err != nil {
@@ -78,7 +78,9 @@ func interruptAtPrompt(cmd *exec.Cmd, prompt string) error {
 	}
 	go io.Copy(io.Discard, ptmx) // the terminal's echo
 	seen := make(chan bool, 1)
+	drained := make(chan struct{})
 	go func() {
+		defer close(drained)
 		r := bufio.NewReader(stderr)
 		var got strings.Builder
 		found := false
@@ -113,6 +115,7 @@ func interruptAtPrompt(cmd *exec.Cmd, prompt string) error {
 	if err := waitGuarded(cmd); err != nil {
 		return err
 	}
+	<-drained // before cmd.Wait closes the pipe
 	t, err := unix.IoctlGetTermios(int(tty.Fd()), unix.TCGETS)
 	if err != nil {
 		return err

@@ -12,7 +12,6 @@ import (
 	"strings"
 
 	"github.com/spf13/cobra"
-	"golang.org/x/term"
 
 	"github.com/keyctl/keyctl/apikey"
 	"github.com/keyctl/keyctl/output"
@@ -140,7 +139,7 @@ result, and -q silences it.
 }
 
 func runVerify(ctx context.Context, opts *VerifyOptions) error {
-	token, err := readKey(opts.IO, opts)
+	token, err := readKey(ctx, opts.IO, opts)
 	if err != nil {
 		return err
 	}
@@ -178,7 +177,7 @@ func runVerify(ctx context.Context, opts *VerifyOptions) error {
 
 // readKey reads the key from the argument, --from-env, a hidden prompt on a
 // terminal, or stdin (at most maxKeyInput bytes), and trims it.
-func readKey(io *output.IOStreams, opts *VerifyOptions) (string, error) {
+func readKey(ctx context.Context, io *output.IOStreams, opts *VerifyOptions) (string, error) {
 	switch {
 	case opts.FromEnv != "":
 		v, ok := os.LookupEnv(opts.FromEnv)
@@ -191,12 +190,8 @@ func readKey(io *output.IOStreams, opts *VerifyOptions) (string, error) {
 		return strings.TrimSpace(opts.Arg), nil
 	case opts.Arg == "" && io.IsStdinTTY():
 		fmt.Fprint(io.ErrOut, "Key: ")
-		b, err := term.ReadPassword(int(os.Stdin.Fd()))
-		fmt.Fprintln(io.ErrOut)
-		if err != nil {
-			return "", fmt.Errorf("reading the key from the terminal: %w", err)
-		}
-		return strings.TrimSpace(string(b)), nil
+		key, err := readHidden(ctx, io)
+		return strings.TrimSpace(key), err
 	}
 	return readLimited(io.In)
 }
