@@ -45,16 +45,16 @@ func readHidden(ctx context.Context, ios *output.IOStreams) (string, error) {
 	}
 }
 
-// readLine reads one line from r, as typed on a terminal; Ctrl-C ends it at
-// once with ctx's error.
-func readLine(ctx context.Context, r io.Reader) (string, error) {
+// readLine reads one line from stdin, as typed on a terminal; Ctrl-C ends
+// it at once with ctx's error.
+func readLine(ctx context.Context, ios *output.IOStreams) (string, error) {
 	type line struct {
 		s   string
 		err error
 	}
 	read := make(chan line, 1)
 	go func() {
-		s, err := bufio.NewReader(r).ReadString('\n')
+		s, err := bufio.NewReader(ios.In).ReadString('\n')
 		if err == io.EOF && s != "" {
 			err = nil
 		}
@@ -64,6 +64,7 @@ func readLine(ctx context.Context, r io.Reader) (string, error) {
 	case l := <-read:
 		return l.s, l.err
 	case <-ctx.Done():
+		fmt.Fprintln(ios.ErrOut)
 		return "", ctx.Err()
 	}
 }
