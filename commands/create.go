@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
+	"strings"
 
 	"github.com/spf13/cobra"
 
@@ -49,9 +51,11 @@ it, so that stdout still carries the secret alone.
 Only -o on the command line changes how the secret is printed: the output
 format set in the config file or KEYCTL_OUTPUT applies to listings.
 
---if-not-exists makes a pipeline safe to re-run: when a key of that --name
-that is not revoked exists, keyctl says so on stderr and exits 0, creating
-nothing and printing no secret.`,
+--if-not-exists makes a pipeline safe to re-run: when an active key of that
+--name exists, with the same environment, scopes and prefix, keyctl says so
+on stderr and exits 0, creating nothing and printing no secret. A live key of
+that name that is disabled, expired, or differs is refused (exit 4), naming
+what differs.`,
 		Example: `  keyctl create --scope sdk --env production
   keyctl create --name ci-deploy --scope deploy,read --expires 90d --secret-file ./deploy.key
   keyctl create --scope sdk --allow-ip 10.0.0.0/8 --quota 1000 --rate-limit 100/m --meta team=billing
@@ -138,7 +142,7 @@ func runCreate(ctx context.Context, opts *CreateOptions) error {
 	return opts.withStore(ctx, func(s store.Store) error {
 		if opts.IfNotExists {
 			if k, err := s.Get(ctx, opts.Params.Name); err == nil && k.Status != keys.Revoked {
-				return alreadyExists(opts.IO, k)
+				return alreadyExists(opts.IO, k, opts.Params)
 			} else if err != nil && !errors.Is(err, keys.ErrNotFound) {
 				return err
 			}
@@ -154,7 +158,7 @@ func runCreate(ctx context.Context, opts *CreateOptions) error {
 			if opts.IfNotExists && errors.Is(err, keys.ErrConflict) {
 				// Created by another run since the check above.
 				if k, gerr := s.Get(ctx, opts.Params.Name); gerr == nil {
-					return alreadyExists(opts.IO, k)
+					return alreadyExists(opts.IO, k, opts.Params)
 				}
 			}
 			if opts.Params.Name != "" {
@@ -166,7 +170,38 @@ func runCreate(ctx context.Context, opts *CreateOptions) error {
 	})
 }
 
-func alreadyExists(io *output.IOStreams, k *keys.Key) error {
+// alreadyExists decides --if-not-exists when a key of the name is live: it
+// is satisfied only by an active key with the environment, scopes and
+// prefix asked for; any other is refused (exit 4), naming what differs.
+func alreadyExists(io *output.IOStreams, k *keys.Key, p keys.CreateParams) error {
+	var diffs []string
+	switch k.Status {
+	case keys.Disabled:
+		diffs = append(diffs, "it is disabled")
+	case keys.Expired:
+		diffs = append(diffs, "it has expired")
+	}
+	if k.Env != p.Env {
+		diffs = append(diffs, fmt.Sprintf("its env is %s, not %s", k.Env, p.Env))
+	}
+	if want := keys.NormalizeSet(p.Scopes); !slices.Equal(k.Scopes, want) {
+		diffs = append(diffs, fmt.Sprintf("its scopes are %s, not %s", joinOrNone(k.Scopes), joinOrNone(want)))
+	}
+	if k.Prefix != p.Prefix {
+		diffs = append(diffs, fmt.Sprintf("its prefix is %s, not %s", k.Prefix, p.Prefix))
+	}
+	if len(diffs) > 0 {
+		return &exitError{code: exitRefused, err: withHint(
+			fmt.Errorf("key %s (%s) exists but is not the key asked for: %s", output.Escape(k.Name), k.ID, strings.Join(diffs, "; ")),
+			"change it (keyctl update, enable), revoke it, or choose another --name")}
+	}
 	io.Notef("keyctl: key %s (%s) already exists and is %s; nothing was created", k.Name, k.ID, k.Status)
 	return nil
+}
+
+func joinOrNone(s []string) string {
+	if len(s) == 0 {
+		return "none"
+	}
+	return strings.Join(s, ",")
 }
