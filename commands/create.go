@@ -82,7 +82,7 @@ what differs.`,
 			}
 			p.Prefix = prefix
 			if name != "" {
-				if err := keys.ValidateName(name); err != nil {
+				if err := keys.ValidateNewName(name); err != nil {
 					return flagErr("name", err)
 				}
 			}

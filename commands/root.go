@@ -119,6 +119,9 @@ line. --db on the command line still means that local database.
 		SilenceUsage:  true,
 		SilenceErrors: true,
 		PersistentPreRunE: func(cmd *cobra.Command, _ []string) error {
+			if err := checkEmpty(cmd); err != nil {
+				return err
+			}
 			return f.loadConfig(cmd)
 		},
 	}

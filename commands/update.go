@@ -30,7 +30,8 @@ func newUpdateCmd(f *Factory, runF func(context.Context, *UpdateOptions) error) 
 		Short: "Change a key's settings",
 		Long: `Change a key's name, description, scopes, expiry, allowed addresses, quota,
 rate limit or metadata. The secret stays the same. A revoked key cannot be
-updated (exit 4).
+updated (exit 4). An update that would change nothing says so, and changes
+nothing.
 
 --expires never, --quota unlimited and --rate-limit none remove a limit.
 --quota N grants N uses from now on.`,
@@ -45,7 +46,7 @@ updated (exit 4).
 			fl := cmd.Flags()
 			var err error
 			if fl.Changed("name") {
-				if err := keys.ValidateName(name); err != nil {
+				if err := keys.ValidateNewName(name); err != nil {
 					return flagErr("name", err)
 				}
 				p.Name = &name
@@ -115,7 +116,20 @@ updated (exit 4).
 
 func runUpdate(ctx context.Context, opts *UpdateOptions) error {
 	return opts.withStore(ctx, func(s store.Store) error {
-		k, err := s.Update(ctx, opts.Ref, opts.Params)
+		before, err := s.Get(ctx, opts.Ref)
+		if err != nil {
+			return err
+		}
+		if before.Status != keys.Revoked {
+			if after := opts.Params.Apply(before); len(keys.Diff(before, &after)) == 0 {
+				opts.IO.Notef("Nothing to change: key %s (%s) already has these settings", before.Name, before.ID)
+				if opts.Format == output.Table {
+					return nil
+				}
+				return printKey(opts.Deps, opts.Format, before)
+			}
+		}
+		k, err := s.Update(ctx, before.ID, opts.Params)
 		if err != nil {
 			return withHintIfConflict(err, "choose another --name, or revoke the key that holds it")
 		}
