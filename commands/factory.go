@@ -7,11 +7,14 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"slices"
+	"strings"
 	"sync/atomic"
 	"time"
 
 	"github.com/spf13/cobra"
 	"github.com/spf13/viper"
+	"go.yaml.in/yaml/v3"
 
 	"github.com/keyctl/keyctl/output"
 	"github.com/keyctl/keyctl/store"
@@ -30,6 +33,8 @@ type Factory struct {
 
 	tokenFile string // --token-file, when given
 	dbFlag    bool   // --db was given (and --server was not): the local database it is
+	// warnedConfig: the config file's unknown keys were warned about.
+	warnedConfig bool
 	// graceful is set by a command that stops gracefully on its own when
 	// interrupted (keyctl serve), which Main then waits for.
 	graceful atomic.Bool
@@ -99,18 +104,52 @@ func (f *Factory) loadConfig(cmd *cobra.Command) error {
 			f.dbFlag = true
 		}
 	}
-	return readConfigFile(f.Config)
+	path, err := readConfigFile(f.Config)
+	if err != nil || path == "" || f.warnedConfig {
+		return err
+	}
+	f.warnedConfig = true
+	for _, key := range unknownConfigKeys(path) {
+		f.IO.Notef("keyctl: warning: unknown key %q in the config file %s (known keys: %s)",
+			key, path, strings.Join(configKeys, ", "))
+	}
+	return nil
+}
+
+// configKeys are the settings a config file may hold.
+var configKeys = []string{"db", "env", "output", "pepper", "prefix", "scan_max_size", "server", "token_file", "usage_retention"}
+
+// unknownConfigKeys lists the top-level keys of the YAML file at path that
+// are not settings: a misspelt key would otherwise be ignored in silence.
+func unknownConfigKeys(path string) []string {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil
+	}
+	var m map[string]any
+	if yaml.Unmarshal(b, &m) != nil {
+		return nil
+	}
+	var unknown []string
+	for k := range m {
+		if !slices.Contains(configKeys, strings.ToLower(k)) {
+			unknown = append(unknown, k)
+		}
+	}
+	slices.Sort(unknown)
+	return unknown
 }
 
 // readConfigFile reads --config / KEYCTL_CONFIG, or the default file if it
-// exists. A config file that was asked for by name must exist.
-func readConfigFile(v *viper.Viper) error {
+// exists, and returns the path it read (none: ""). A config file that was
+// asked for by name must exist.
+func readConfigFile(v *viper.Viper) (string, error) {
 	path := v.GetString("config")
 	explicit := path != ""
 	if !explicit {
 		dir, err := os.UserConfigDir()
 		if err != nil {
-			return nil
+			return "", nil
 		}
 		path = filepath.Join(dir, "keyctl", "config.yaml")
 	}
@@ -119,13 +158,13 @@ func readConfigFile(v *viper.Viper) error {
 	err := v.ReadInConfig()
 	var pe *fs.PathError
 	if errors.As(err, &pe) && !explicit {
-		return nil
+		return "", nil
 	}
 	if err != nil {
-		return withHint(fmt.Errorf("reading config file %s: %w", path, err),
-			"the config file is YAML with keys db, output, prefix, env, pepper, server and token_file")
+		return "", withHint(fmt.Errorf("reading config file %s: %w", path, err),
+			"the config file is YAML with keys "+strings.Join(configKeys, ", "))
 	}
-	return nil
+	return path, nil
 }
 
 // defaultDBPath is $XDG_DATA_HOME/keyctl/keyctl.db, or
