@@ -82,9 +82,9 @@ content; 'keyctl audit verify' walks that chain.`,
 	fl := cmd.Flags()
 	fl.StringVar(&key, "key", "", "only entries about this key (id or name)")
 	fl.StringVar(&action, "action", "", "only this action: "+strings.Join(keys.AuditActions, ", "))
-	fl.StringVar(&since, "since", "", "only entries within this duration (e.g. 24h, 30d)")
+	kindVar(fl, &since, "since", "", "duration", "only entries within this duration (e.g. 24h, 30d)")
 	fl.StringVar(&actor, "actor", "", "only entries by this actor (a user name, or an admin key's name or id)")
-	fl.StringVar(&limit, "limit", "", "only the most recent N entries")
+	kindVar(fl, &limit, "limit", "", "int", "only the most recent N entries")
 	cmd.AddCommand(newAuditVerifyCmd(f, nil))
 	return cmd
 }
@@ -137,7 +137,7 @@ func runAuditVerify(ctx context.Context, opts *AuditVerifyOptions) error {
 		if len(head) > 16 {
 			head = head[:16]
 		}
-		opts.IO.Notef("keyctl: audit trail intact: %d entries, head %s", check.Entries, head)
+		opts.IO.Notef("keyctl: audit trail intact: %s, head %s", output.Plural(int(check.Entries), "entry", "entries"), head)
 		return nil
 	})
 }

@@ -102,10 +102,10 @@ of key objects.`,
 	fl.StringVar(&status, "status", "", "only keys in this status: active, disabled, expired or revoked")
 	fl.StringArrayVar(&scopes, "scope", nil, "only keys that hold this scope; repeat or separate with commas (all are required)")
 	fl.StringArrayVar(&meta, "meta", nil, "only keys with this metadata key=value; repeatable (all are required)")
-	fl.StringVar(&limit, "limit", "", "only the newest N keys")
+	kindVar(fl, &limit, "limit", "", "int", "only the newest N keys")
 	fl.BoolVarP(&all, "all", "a", false, "include revoked keys")
-	fl.StringVar(&expiring, "expiring", "", "only keys that expire within this duration (e.g. 30d)")
-	fl.StringVar(&unused, "unused", "", "only keys not used for at least this duration (e.g. 90d)")
+	kindVar(fl, &expiring, "expiring", "", "duration", "only keys that expire within this duration (e.g. 30d)")
+	kindVar(fl, &unused, "unused", "", "duration", "only keys not used for at least this duration (e.g. 90d)")
 	return cmd
 }
 

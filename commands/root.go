@@ -125,6 +125,8 @@ line. --db on the command line still means that local database.
 			return f.loadConfig(cmd)
 		},
 	}
+	root.Version = Version()
+	root.SetVersionTemplate(versionLine())
 	root.SetFlagErrorFunc(func(cmd *cobra.Command, err error) error {
 		return withHint(&usageError{err}, "see '"+cmd.CommandPath()+" --help'")
 	})
@@ -157,6 +159,7 @@ line. --db on the command line still means that local database.
 	)
 	root.CompletionOptions.HiddenDefaultCmd = true
 	root.AddCommand(newCompletionCmd())
+	completeFlagValues(f, root)
 	return root
 }
 

@@ -74,7 +74,7 @@ A revoked key cannot be rotated (exit 4).`,
 			return runRotate(cmd.Context(), opts)
 		},
 	}
-	cmd.Flags().StringVar(&grace, "grace", "", "how long the old secret keeps working (e.g. 1h, 7d; default: it stops now)")
+	kindVar(cmd.Flags(), &grace, "grace", "", "duration", "how long the old secret keeps working (e.g. 1h, 7d; default: it stops now)")
 	cmd.Flags().StringVar(&secretFile, "secret-file", "", "write the new secret to this new file (mode 0600) instead of stdout")
 	cmd.Flags().StringVar(&envVar, "env-var", "KEYCTL_API_KEY", "variable name for -o env")
 	cmd.Flags().BoolVar(&endGrace, "end-grace", false, "end now the grace of the key's old secrets, rotating nothing")

@@ -59,8 +59,8 @@ kept for a bounded time (usage_retention in the config, KEYCTL_USAGE_RETENTION;
 			return runUsage(cmd.Context(), opts)
 		},
 	}
-	cmd.Flags().StringVar(&since, "since", "", "only verifications within this duration (e.g. 24h, 7d)")
-	cmd.Flags().StringVar(&limit, "limit", "20", "how many recent verifications to list")
+	kindVar(cmd.Flags(), &since, "since", "", "duration", "only verifications within this duration (e.g. 24h, 7d)")
+	kindVar(cmd.Flags(), &limit, "limit", "20", "int", "how many recent verifications to list")
 	return cmd
 }
 

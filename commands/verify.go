@@ -131,7 +131,7 @@ result, and -q silences it.
 	fl.StringArrayVar(&scopes, "scope", nil, "scope the key must hold; repeat or separate with commas (all are required)")
 	fl.StringVar(&env, "env", "", "environment the key must belong to")
 	fl.StringVar(&ip, "ip", "", "the client's address, checked against the key's allowlist")
-	fl.StringVar(&cost, "cost", "1", "quota units to spend; 0 checks without spending")
+	kindVar(fl, &cost, "cost", "1", "int", "quota units to spend; 0 checks without spending")
 	fl.StringVar(&opts.FromEnv, "from-env", "", "read the key from this environment variable")
 	fl.BoolVar(&opts.Offline, "offline", false, "check only shape and checksum, without any database")
 	fl.BoolVarP(&opts.Quiet, "quiet", "q", false, "print nothing; the exit status says it all")
@@ -215,7 +215,7 @@ func printVerify(opts *VerifyOptions, res *keys.VerifyResult) error {
 		k := res.Key
 		switch {
 		case res.Code == keys.Valid && k != nil:
-			opts.IO.Notef("keyctl: valid: %s (%s) scopes %s env %s", k.Name, k.ID, strings.Join(k.Scopes, ","), k.Env)
+			opts.IO.Notef("keyctl: valid: %s (%s) scopes %s env %s", k.Name, k.ID, joinOrNone(k.Scopes), k.Env)
 		case k != nil:
 			opts.IO.Notef("keyctl: %s: %s (%s): %s", label, k.Name, k.ID, res.Reason)
 		default:

@@ -69,7 +69,12 @@ func runVersion(_ context.Context, opts *VersionOptions) error {
 		Arch    string `json:"arch"`
 	}{Version(), runtime.Version(), runtime.GOOS, runtime.GOARCH}
 	return printData(opts.IO, opts.Format, v, func() error {
-		_, err := fmt.Fprintf(opts.IO.Out, "keyctl %s (%s, %s/%s)\n", v.Version, v.Go, v.OS, v.Arch)
+		_, err := fmt.Fprint(opts.IO.Out, versionLine())
 		return err
 	})
+}
+
+// versionLine is what keyctl version and keyctl --version print.
+func versionLine() string {
+	return fmt.Sprintf("keyctl %s (%s, %s/%s)\n", Version(), runtime.Version(), runtime.GOOS, runtime.GOARCH)
 }
