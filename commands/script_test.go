@@ -25,6 +25,8 @@ func TestMain(m *testing.M) {
 		"sql":        func() { os.Exit(sqlMain(os.Args[1:])) },
 		"sqlite3":    func() { os.Exit(noSQLite3()) },
 		"brokenpipe": func() { os.Exit(brokenpipeMain(os.Args[1:])) },
+		"gh":         func() { os.Exit(ghMain(os.Args[1:])) },
+		"curl":       func() { os.Exit(curlMain(os.Args[1:])) },
 	}
 	maps.Copy(tools, extraTools)
 	testscript.Main(m, tools)

@@ -275,6 +275,90 @@ func exitStatus(err error) int {
 	return 127
 }
 
+// ghMain stands in for the GitHub CLI in the README's recipes: 'gh secret
+// set NAME [--env E] [--repo R]' stores stdin, byte for byte, in
+// $WORK/gh/NAME and logs the call in $WORK/gh.log.
+func ghMain(args []string) int {
+	if len(args) < 3 || args[0] != "secret" || args[1] != "set" {
+		fmt.Fprintln(os.Stderr, "gh: only 'gh secret set NAME' is stood in for")
+		return 1
+	}
+	work := os.Getenv("WORK")
+	data, err := io.ReadAll(os.Stdin)
+	if err == nil {
+		err = os.MkdirAll(filepath.Join(work, "gh"), 0o755)
+	}
+	if err == nil {
+		err = os.WriteFile(filepath.Join(work, "gh", args[2]), data, 0o600)
+	}
+	if err == nil {
+		err = appendLine(filepath.Join(work, "gh.log"), strings.Join(args, " "))
+	}
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "gh:", err)
+		return 1
+	}
+	return 0
+}
+
+// curlMain stands in for curl in the README's GitLab recipes: it logs
+// 'METHOD URL FORM...' in $WORK/curl.log, and stores the content of a
+// --form "value=<FILE" in $WORK/curl/N.value, N counting the calls from 1.
+func curlMain(args []string) int {
+	work := os.Getenv("WORK")
+	method, url, forms, value := "GET", "", []string{}, []byte(nil)
+	for i := 0; i < len(args); i++ {
+		switch a := args[i]; a {
+		case "--fail", "-f", "--silent", "-s":
+		case "--request", "-X", "--header", "-H", "--form", "-F":
+			if i+1 == len(args) {
+				fmt.Fprintf(os.Stderr, "curl: %s needs a value\n", a)
+				return 2
+			}
+			i++
+			switch a {
+			case "--request", "-X":
+				method = args[i]
+			case "--form", "-F":
+				forms = append(forms, args[i])
+				if name, file, ok := strings.Cut(args[i], "=<"); ok && name == "value" {
+					b, err := os.ReadFile(file)
+					if err != nil {
+						fmt.Fprintln(os.Stderr, "curl:", err)
+						return 26
+					}
+					value = b
+				}
+			}
+		default:
+			url = a
+		}
+	}
+	log := filepath.Join(work, "curl.log")
+	prev, _ := os.ReadFile(log)
+	n := bytes.Count(prev, []byte("\n")) + 1
+	err := appendLine(log, strings.Join(append([]string{method, url}, forms...), " "))
+	if err == nil && value != nil {
+		if err = os.MkdirAll(filepath.Join(work, "curl"), 0o755); err == nil {
+			err = os.WriteFile(filepath.Join(work, "curl", fmt.Sprintf("%d.value", n)), value, 0o600)
+		}
+	}
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "curl:", err)
+		return 1
+	}
+	return 0
+}
+
+func appendLine(path, line string) error {
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o644)
+	if err != nil {
+		return err
+	}
+	_, err = fmt.Fprintln(f, line)
+	return errors.Join(err, f.Close())
+}
+
 // noSQLite3 stands in for the sqlite3 shell, which a machine with only Go
 // does not have: a script that calls it fails here too, not only there.
 func noSQLite3() int {
