@@ -128,6 +128,25 @@ type RotateRequest struct {
 	GraceSeconds int64 `json:"grace_seconds,omitempty"`
 }
 
+// UndoRotateRequest is the body of POST /v1/keys/{id}/rotate/undo: the new
+// secret of the rotation to undo, in a body and never in a URL.
+type UndoRotateRequest struct {
+	Secret string `json:"secret"`
+}
+
+// EndGraceResult is the response of POST /v1/keys/{id}/end-grace: the key,
+// and how many old secrets stopped.
+type EndGraceResult struct {
+	Key   *keys.Key `json:"key"`
+	Ended int       `json:"ended"`
+}
+
+// SecretList is the response of GET /v1/keys/{id}/secrets: the key's live
+// secrets, never the secrets themselves.
+type SecretList struct {
+	Secrets []keys.SecretInfo `json:"secrets"`
+}
+
 // RevokeRequest is the optional body of POST /v1/keys/{id}/revoke.
 type RevokeRequest struct {
 	Reason string `json:"reason,omitempty"`

@@ -1,6 +1,7 @@
 package commands
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"slices"
@@ -15,7 +16,20 @@ import (
 	"github.com/keyctl/keyctl/store/keys"
 )
 
-func newAuditCmd(f *Factory) *cobra.Command {
+// AuditOptions are the parsed flags of keyctl audit.
+type AuditOptions struct {
+	Deps
+	Filter keys.AuditFilter
+	Format output.Format
+}
+
+// AuditVerifyOptions are the parsed flags of keyctl audit verify.
+type AuditVerifyOptions struct {
+	Deps
+	Format output.Format
+}
+
+func newAuditCmd(f *Factory, runF func(context.Context, *AuditOptions) error) *cobra.Command {
 	var key, action, since, actor, limit string
 	cmd := &cobra.Command{
 		Use:   "audit",
@@ -32,7 +46,8 @@ content; 'keyctl audit verify' walks that chain.`,
   keyctl audit verify`,
 		Args: noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			var flt keys.AuditFilter
+			opts := &AuditOptions{Deps: f.deps()}
+			flt := &opts.Filter
 			flt.Key, flt.Actor = key, actor
 			if action != "" {
 				if !keys.ValidAction(action) {
@@ -54,30 +69,37 @@ content; 'keyctl audit verify' walks that chain.`,
 				}
 				flt.Limit = n
 			}
-			format, err := f.outputFormat()
-			if err != nil {
+			var err error
+			if opts.Format, err = f.outputFormat(); err != nil {
 				return err
 			}
-			return f.withStore(cmd.Context(), func(a store.Store) error {
-				entries, err := a.Audit(cmd.Context(), flt)
-				if err != nil {
-					return err
-				}
-				return printAudit(f, format, entries)
-			})
+			if runF != nil {
+				return runF(cmd.Context(), opts)
+			}
+			return runAudit(cmd.Context(), opts)
 		},
 	}
 	fl := cmd.Flags()
 	fl.StringVar(&key, "key", "", "only entries about this key (id or name)")
 	fl.StringVar(&action, "action", "", "only this action: "+strings.Join(keys.AuditActions, ", "))
-	fl.StringVar(&since, "since", "", "only entries within this duration (e.g. 24h, 30d)")
+	kindVar(fl, &since, "since", "", "duration", "only entries within this duration (e.g. 24h, 30d)")
 	fl.StringVar(&actor, "actor", "", "only entries by this actor (a user name, or an admin key's name or id)")
-	fl.StringVar(&limit, "limit", "", "only the most recent N entries")
-	cmd.AddCommand(newAuditVerifyCmd(f))
+	kindVar(fl, &limit, "limit", "", "int", "only the most recent N entries")
+	cmd.AddCommand(newAuditVerifyCmd(f, nil))
 	return cmd
 }
 
-func newAuditVerifyCmd(f *Factory) *cobra.Command {
+func runAudit(ctx context.Context, opts *AuditOptions) error {
+	return opts.withStore(ctx, func(s store.Store) error {
+		entries, err := s.Audit(ctx, opts.Filter)
+		if err != nil {
+			return err
+		}
+		return printData(opts.IO, opts.Format, entries, func() error { return auditTable(opts.Deps, entries) })
+	})
+}
+
+func newAuditVerifyCmd(f *Factory, runF func(context.Context, *AuditVerifyOptions) error) *cobra.Command {
 	return &cobra.Command{
 		Use:   "verify",
 		Short: "Check that no audit entry was edited, deleted or reordered",
@@ -86,41 +108,45 @@ naming the first bad entry, when any entry was edited, deleted or reordered
 behind keyctl's back (with the sqlite3 shell, say).`,
 		Args: noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			format, err := f.outputFormat()
-			if err != nil {
+			opts := &AuditVerifyOptions{Deps: f.deps()}
+			var err error
+			if opts.Format, err = f.outputFormat(); err != nil {
 				return err
 			}
-			return f.withStore(cmd.Context(), func(a store.Store) error {
-				check, err := a.VerifyAudit(cmd.Context())
-				if err != nil {
-					return err
-				}
-				if err := printData(f, format, check, func() error { return nil }); err != nil {
-					return err
-				}
-				if !check.OK {
-					return &exitError{code: exitFailure, err: fmt.Errorf("audit trail broken at entry %d: %s", check.BadSeq, check.Problem)}
-				}
-				head := check.Head
-				if len(head) > 16 {
-					head = head[:16]
-				}
-				f.IO.Notef("keyctl: audit trail intact: %d entries, head %s", check.Entries, head)
-				return nil
-			})
+			if runF != nil {
+				return runF(cmd.Context(), opts)
+			}
+			return runAuditVerify(cmd.Context(), opts)
 		},
 	}
 }
 
-func printAudit(f *Factory, format output.Format, entries []*keys.AuditEntry) error {
-	return printData(f, format, entries, func() error { return auditTable(f, entries) })
+func runAuditVerify(ctx context.Context, opts *AuditVerifyOptions) error {
+	return opts.withStore(ctx, func(s store.Store) error {
+		check, err := s.VerifyAudit(ctx)
+		if err != nil {
+			return err
+		}
+		if err := printData(opts.IO, opts.Format, check, func() error { return nil }); err != nil {
+			return err
+		}
+		if !check.OK {
+			return &exitError{code: exitFailure, err: fmt.Errorf("audit trail broken at entry %d: %s", check.BadSeq, check.Problem)}
+		}
+		head := check.Head
+		if len(head) > 16 {
+			head = head[:16]
+		}
+		opts.IO.Notef("keyctl: audit trail intact: %s, head %s", output.Plural(int(check.Entries), "entry", "entries"), head)
+		return nil
+	})
 }
 
-func auditTable(f *Factory, entries []*keys.AuditEntry) error {
+func auditTable(d Deps, entries []*keys.AuditEntry) error {
 	if len(entries) == 0 {
 		return nil
 	}
-	tty, now := f.IO.IsStdoutTTY(), f.Now()
+	tty, now := d.IO.IsStdoutTTY(), d.Now()
 	rows := make([][]string, 0, len(entries))
 	for _, e := range entries {
 		at := e.At
@@ -134,7 +160,7 @@ func auditTable(f *Factory, entries []*keys.AuditEntry) error {
 		}
 		rows = append(rows, []string{strconv.FormatInt(e.Seq, 10), when, actorString(e.Actor), e.Action, orDash(key), describeChanges(e)})
 	}
-	return output.WriteTable(f.IO.Out, []string{"SEQ", "TIME", "ACTOR", "ACTION", "KEY", "CHANGES"}, rows)
+	return output.WriteTable(d.IO.Out, []string{"SEQ", "TIME", "ACTOR", "ACTION", "KEY", "CHANGES"}, rows)
 }
 
 func actorString(a keys.Actor) string {

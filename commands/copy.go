@@ -14,7 +14,12 @@ import (
 
 // CopyOptions are the parsed flags of keyctl copy.
 type CopyOptions struct {
-	To string
+	IO     *output.IOStreams
+	Format output.Format
+	// From is the database copied (--db), To the one copied into; Open
+	// opens either.
+	From, To string
+	Open     func(ctx context.Context, addr string, noMigrate bool) (store.Store, error)
 }
 
 // copied is what keyctl copy did, for -o json.
@@ -25,8 +30,8 @@ type copied struct {
 	Audit *keys.AuditCheck `json:"audit"`
 }
 
-func newCopyCmd(f *Factory) *cobra.Command {
-	opts := &CopyOptions{}
+func newCopyCmd(f *Factory, runF func(context.Context, *CopyOptions) error) *cobra.Command {
+	var to string
 	cmd := &cobra.Command{
 		Use:   "copy --to DEST",
 		Short: "Copy the whole database to another, empty one",
@@ -53,42 +58,41 @@ EXIT STATUS
   KEYCTL_DB=postgres://keyctl@db.internal/keyctl keyctl copy --to ./keyctl-backup.db`,
 		Args: noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			if opts.To == "" {
+			opts := &CopyOptions{IO: f.IO, From: f.Config.GetString("db"), To: to, Open: f.openDB}
+			switch {
+			case opts.To == "":
 				return withHint(usagef("copy needs --to DEST"), "DEST is a postgres:// URL or the path of a new SQLite file")
-			}
-			if store.IsRemote(opts.To) {
+			case store.IsRemote(opts.To):
 				return flagErr("to", fmt.Errorf("%s is a keyctl server: copy writes a database directly (a postgres:// URL or a path)", store.Redact(opts.To)))
-			}
-			if sameDatabase(f.Config.GetString("db"), opts.To) {
+			case sameDatabase(opts.From, opts.To):
 				return flagErr("to", fmt.Errorf("%s is the database being copied", store.Redact(opts.To)))
 			}
-			format, err := f.outputFormat()
-			if err != nil {
+			var err error
+			if opts.Format, err = f.outputFormat(); err != nil {
 				return err
 			}
-			return runCopy(cmd.Context(), f, opts, format)
+			if runF != nil {
+				return runF(cmd.Context(), opts)
+			}
+			return runCopy(cmd.Context(), opts)
 		},
 	}
-	cmd.Flags().StringVar(&opts.To, "to", "", "the empty database to copy into: a postgres:// URL or a path")
+	cmd.Flags().StringVar(&to, "to", "", "the empty database to copy into: a postgres:// URL or a path")
 	return cmd
 }
 
-func runCopy(ctx context.Context, f *Factory, opts *CopyOptions, format output.Format) error {
-	src, err := f.openLocal(ctx)
+func runCopy(ctx context.Context, opts *CopyOptions) error {
+	src, err := opts.Open(ctx, opts.From, false)
 	if err != nil {
 		return err
 	}
 	defer src.Close()
-	dstOpts, err := f.localOptions()
-	if err != nil {
-		return err
-	}
-	dst, err := f.openAddr(ctx, opts.To, dstOpts)
+	dst, err := opts.Open(ctx, opts.To, false)
 	if err != nil {
 		return err
 	}
 	defer dst.Close()
-	res := copied{From: store.Redact(f.Config.GetString("db")), To: store.Redact(opts.To)}
+	res := copied{From: store.Redact(opts.From), To: store.Redact(opts.To)}
 	if res.Copied, err = store.Copy(ctx, src, dst); err != nil {
 		return withHintIfConflict(fmt.Errorf("copying to %s: %w", res.To, err),
 			"copy into a new, empty database; nothing was written")
@@ -96,15 +100,15 @@ func runCopy(ctx context.Context, f *Factory, opts *CopyOptions, format output.F
 	if res.Audit, err = dst.VerifyAudit(ctx); err != nil {
 		return fmt.Errorf("checking the copy's audit trail: %w", err)
 	}
-	f.IO.Notef("keyctl: copied %d keys (%d secrets), %d uses and %d audit entries from %s to %s",
+	opts.IO.Notef("keyctl: copied %d keys (%d secrets), %d uses and %d audit entries from %s to %s",
 		res.Keys, res.Secrets, res.Uses, res.Entries, res.From, res.To)
-	if err := printData(f, format, res, func() error { return nil }); err != nil {
+	if err := printData(opts.IO, opts.Format, res, func() error { return nil }); err != nil {
 		return err
 	}
 	if !res.Audit.OK {
 		return fmt.Errorf("the copy's audit trail does not verify at entry %d: %s", res.Audit.BadSeq, res.Audit.Problem)
 	}
-	f.IO.Notef("keyctl: the audit trail on %s is intact: %d entries", res.To, res.Audit.Entries)
+	opts.IO.Notef("keyctl: the audit trail on %s is intact: %d entries", res.To, res.Audit.Entries)
 	return nil
 }
 

@@ -4,16 +4,20 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
+	"strings"
 
 	"github.com/spf13/cobra"
 
 	"github.com/keyctl/keyctl/apikey"
+	"github.com/keyctl/keyctl/output"
 	"github.com/keyctl/keyctl/store"
 	"github.com/keyctl/keyctl/store/keys"
 )
 
 // CreateOptions are the parsed flags of keyctl create.
 type CreateOptions struct {
+	Deps
 	Params      keys.CreateParams
 	SecretFile  string
 	IfNotExists bool
@@ -41,18 +45,24 @@ With -o json or yaml the object holds the key's fields and "secret"; with
 -o env, stdout is KEYCTL_API_KEY=<secret> (--env-var picks the name), ready
 for >> "$GITHUB_ENV" or a dotenv file. With --secret-file the secret goes only
 to that new file, created with mode 0600. When GITHUB_ACTIONS=true, a
-::add-mask:: command for the secret comes first on stdout.
+::add-mask:: command for the secret goes to stderr, where the job log sees
+it, so that stdout still carries the secret alone.
 
---if-not-exists makes a pipeline safe to re-run: when a key of that --name
-that is not revoked exists, keyctl says so on stderr and exits 0, creating
-nothing and printing no secret.`,
+Only -o on the command line changes how the secret is printed: the output
+format set in the config file or KEYCTL_OUTPUT applies to listings.
+
+--if-not-exists makes a pipeline safe to re-run: when an active key of that
+--name exists, with the same environment, scopes and prefix, keyctl says so
+on stderr and exits 0, creating nothing and printing no secret. A live key of
+that name that is disabled, expired, or differs is refused (exit 4), naming
+what differs.`,
 		Example: `  keyctl create --scope sdk --env production
   keyctl create --name ci-deploy --scope deploy,read --expires 90d --secret-file ./deploy.key
   keyctl create --scope sdk --allow-ip 10.0.0.0/8 --quota 1000 --rate-limit 100/m --meta team=billing
   keyctl create --if-not-exists --name staging-ci --env staging -o env --env-var API_KEY >> "$GITHUB_ENV"`,
 		Args: noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			opts := &CreateOptions{SecretFile: secretFile, IfNotExists: ifNotExists}
+			opts := &CreateOptions{Deps: f.deps(), SecretFile: secretFile, IfNotExists: ifNotExists}
 			p := &opts.Params
 			var err error
 			if p.Scopes, err = parseScopes("scope", scopes); err != nil {
@@ -72,7 +82,7 @@ nothing and printing no secret.`,
 			}
 			p.Prefix = prefix
 			if name != "" {
-				if err := keys.ValidateName(name); err != nil {
+				if err := keys.ValidateNewName(name); err != nil {
 					return flagErr("name", err)
 				}
 			}
@@ -101,13 +111,14 @@ nothing and printing no secret.`,
 			if ifNotExists && name == "" {
 				return withHint(flagErr("if-not-exists", fmt.Errorf("needs --name")), "the name is what tells whether the key exists")
 			}
-			if opts.Output, err = parseSecretOutput(f, envVar, cmd.Flags().Changed("env-var"), secretFile); err != nil {
+			if opts.Output, err = parseSecretOutput(cmd, envVar, secretFile); err != nil {
 				return err
 			}
 			if runF != nil {
 				return runF(cmd.Context(), opts)
 			}
-			return runCreate(cmd.Context(), f, opts)
+			ignoreSIGPIPE()
+			return runCreate(cmd.Context(), opts)
 		},
 	}
 	fl := cmd.Flags()
@@ -115,10 +126,10 @@ nothing and printing no secret.`,
 	fl.StringArrayVar(&scopes, "scope", nil, "scope the key holds; repeat or separate with commas")
 	fl.StringVar(&env, "env", "", "environment: production, staging or development (default from config, else development)")
 	fl.StringVar(&prefix, "prefix", "", "token prefix, 1-16 of a-z 0-9 - _ (default from config, else sk)")
-	fl.StringVar(&expires, "expires", "", "expiry: a duration (30s, 15m, 24h, 90d), a date (2027-01-31), an RFC 3339 time, or never")
+	kindVar(fl, &expires, "expires", "", "duration|date", "expiry: a duration (30s, 15m, 24h, 90d), a date (2027-01-31), an RFC 3339 time, or never")
 	fl.StringArrayVar(&ips, "allow-ip", nil, "IP address or CIDR allowed to use the key (v4 or v6); repeatable")
-	fl.StringVar(&quota, "quota", "", "number of uses allowed (default unlimited)")
-	fl.StringVar(&rateLimit, "rate-limit", "", "rate limit: N/s, N/m, N/h or N/d")
+	kindVar(fl, &quota, "quota", "", "int", "number of uses allowed (default unlimited)")
+	kindVar(fl, &rateLimit, "rate-limit", "", "N/unit", "rate limit: N/s, N/m, N/h or N/d")
 	fl.StringArrayVar(&meta, "meta", nil, "metadata key=value; repeatable")
 	fl.StringVar(&description, "description", "", "free-text description")
 	fl.StringVar(&secretFile, "secret-file", "", "write the secret to this new file (mode 0600) instead of stdout")
@@ -127,11 +138,11 @@ nothing and printing no secret.`,
 	return cmd
 }
 
-func runCreate(ctx context.Context, f *Factory, opts *CreateOptions) error {
-	return f.withStore(ctx, func(s store.Store) error {
+func runCreate(ctx context.Context, opts *CreateOptions) error {
+	return opts.withStore(ctx, func(s store.Store) error {
 		if opts.IfNotExists {
 			if k, err := s.Get(ctx, opts.Params.Name); err == nil && k.Status != keys.Revoked {
-				return alreadyExists(f, k)
+				return alreadyExists(opts.IO, k, opts.Params)
 			} else if err != nil && !errors.Is(err, keys.ErrNotFound) {
 				return err
 			}
@@ -140,13 +151,14 @@ func runCreate(ctx context.Context, f *Factory, opts *CreateOptions) error {
 		if err != nil {
 			return err
 		}
-		k, secret, err := s.Create(ctx, opts.Params)
+		is := &issuance{io: opts.IO, verb: "Created", file: file, out: opts.Output, now: opts.Now()}
+		k, err := store.CreateAndDeliver(ctx, s, opts.Params, is.deliver)
 		if err != nil {
-			file.abandon()
+			err = is.failed(err)
 			if opts.IfNotExists && errors.Is(err, keys.ErrConflict) {
 				// Created by another run since the check above.
 				if k, gerr := s.Get(ctx, opts.Params.Name); gerr == nil {
-					return alreadyExists(f, k)
+					return alreadyExists(opts.IO, k, opts.Params)
 				}
 			}
 			if opts.Params.Name != "" {
@@ -154,14 +166,42 @@ func runCreate(ctx context.Context, f *Factory, opts *CreateOptions) error {
 			}
 			return err
 		}
-		return printIssued(f.IO, issued{
-			key: k, secret: secret, file: file, out: opts.Output, now: f.Now(),
-			headline: fmt.Sprintf("Created key %s (%s)", k.Name, k.ID),
-		})
+		return is.finish(k)
 	})
 }
 
-func alreadyExists(f *Factory, k *keys.Key) error {
-	f.IO.Notef("keyctl: key %s (%s) already exists and is %s; nothing was created", k.Name, k.ID, k.Status)
+// alreadyExists decides --if-not-exists when a key of the name is live: it
+// is satisfied only by an active key with the environment, scopes and
+// prefix asked for; any other is refused (exit 4), naming what differs.
+func alreadyExists(io *output.IOStreams, k *keys.Key, p keys.CreateParams) error {
+	var diffs []string
+	switch k.Status {
+	case keys.Disabled:
+		diffs = append(diffs, "it is disabled")
+	case keys.Expired:
+		diffs = append(diffs, "it has expired")
+	}
+	if k.Env != p.Env {
+		diffs = append(diffs, fmt.Sprintf("its env is %s, not %s", k.Env, p.Env))
+	}
+	if want := keys.NormalizeSet(p.Scopes); !slices.Equal(k.Scopes, want) {
+		diffs = append(diffs, fmt.Sprintf("its scopes are %s, not %s", joinOrNone(k.Scopes), joinOrNone(want)))
+	}
+	if k.Prefix != p.Prefix {
+		diffs = append(diffs, fmt.Sprintf("its prefix is %s, not %s", k.Prefix, p.Prefix))
+	}
+	if len(diffs) > 0 {
+		return &exitError{code: exitRefused, err: withHint(
+			fmt.Errorf("key %s (%s) exists but is not the key asked for: %s", output.Escape(k.Name), k.ID, strings.Join(diffs, "; ")),
+			"change it (keyctl update, enable), revoke it, or choose another --name")}
+	}
+	io.Notef("keyctl: key %s (%s) already exists and is %s; nothing was created", k.Name, k.ID, k.Status)
 	return nil
+}
+
+func joinOrNone(s []string) string {
+	if len(s) == 0 {
+		return "none"
+	}
+	return strings.Join(s, ",")
 }

@@ -1,8 +1,12 @@
 package commands
 
-import "github.com/spf13/cobra"
+import (
+	"context"
 
-func newEnableCmd(f *Factory) *cobra.Command {
+	"github.com/spf13/cobra"
+)
+
+func newEnableCmd(f *Factory, runF func(context.Context, *StateOptions) error) *cobra.Command {
 	return &cobra.Command{
 		Use:   "enable KEY",
 		Short: "Let a disabled key work again",
@@ -13,7 +17,7 @@ expired until its expiry is changed with 'keyctl update --expires'.`,
 		Args:              exactKey,
 		ValidArgsFunction: completeKeys(f, false),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			return setDisabled(cmd, f, args[0], false)
+			return stateCmd(cmd, f, args[0], false, runF)
 		},
 	}
 }

@@ -6,6 +6,7 @@ import (
 	"io"
 	"strings"
 
+	"github.com/keyctl/keyctl/output"
 	"github.com/keyctl/keyctl/store/keys"
 	"github.com/keyctl/keyctl/store/remote"
 )
@@ -89,15 +90,17 @@ func printError(w io.Writer, err error) {
 	if errors.As(err, &ee) && ee.err == nil {
 		return
 	}
-	msg := err.Error()
+	// An error may carry stored text, or a server's message: escaped, it
+	// cannot rewrite the terminal.
+	msg := output.Escape(strings.ReplaceAll(err.Error(), "\n", " "))
 	if msg != "" {
 		msg = strings.ToLower(msg[:1]) + msg[1:]
 	}
-	fmt.Fprintf(w, "keyctl: %s\n", strings.ReplaceAll(msg, "\n", " "))
+	fmt.Fprintf(w, "keyctl: %s\n", msg)
 	var he *hintError
 	switch {
 	case errors.As(err, &he):
-		fmt.Fprintf(w, "keyctl: hint: %s\n", he.hint)
+		fmt.Fprintf(w, "keyctl: hint: %s\n", output.Escape(he.hint))
 	case errors.Is(err, keys.ErrNotFound):
 		fmt.Fprintln(w, "keyctl: hint: 'keyctl list --all' shows every key, revoked ones too")
 	case errors.Is(err, keys.ErrRevoked):

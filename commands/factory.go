@@ -7,10 +7,14 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"slices"
+	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/spf13/cobra"
 	"github.com/spf13/viper"
+	"go.yaml.in/yaml/v3"
 
 	"github.com/keyctl/keyctl/output"
 	"github.com/keyctl/keyctl/store"
@@ -28,11 +32,16 @@ type Factory struct {
 
 	tokenFile string // --token-file, when given
 	dbFlag    bool   // --db was given (and --server was not): the local database it is
+	// warnedConfig: the config file's unknown keys were warned about.
+	warnedConfig bool
+	// graceful is set by a command that stops gracefully on its own when
+	// interrupted (keyctl serve), which Main then waits for.
+	graceful atomic.Bool
 }
 
-// newFactory returns the factory of a real process.
-func newFactory(io *output.IOStreams) *Factory {
-	f := &Factory{IO: io, Config: newConfig(), Now: time.Now}
+// newFactory returns the factory of a real process, on the clock now.
+func newFactory(io *output.IOStreams, now func() time.Time) *Factory {
+	f := &Factory{IO: io, Config: newConfig(), Now: now}
 	f.Store = func(ctx context.Context) (store.Store, error) {
 		// --db on the command line beats KEYCTL_SERVER, as any flag beats
 		// a variable; --server beats KEYCTL_DB.
@@ -47,16 +56,14 @@ func newFactory(io *output.IOStreams) *Factory {
 // openLocal opens the database the configuration names: a SQLite file, or
 // a PostgreSQL database (postgres://…) that keyctl serve replicas share.
 func (f *Factory) openLocal(ctx context.Context) (store.Store, error) {
-	opts, err := f.localOptions()
-	if err != nil {
-		return nil, err
-	}
-	return f.openAddr(ctx, f.Config.GetString("db"), opts)
+	return f.openDB(ctx, f.Config.GetString("db"), false)
 }
 
-// openAddr opens the database at addr, a path or a postgres:// URL; a
-// keyctl server is --server's, not a database.
-func (f *Factory) openAddr(ctx context.Context, addr string, opts store.Options) (store.Store, error) {
+// openDB opens the database at addr, a path or a postgres:// URL, with the
+// configuration's pepper, retention and clock; noMigrate leaves a
+// PostgreSQL database's schema as it is. A keyctl server is --server's,
+// not a database.
+func (f *Factory) openDB(ctx context.Context, addr string, noMigrate bool) (store.Store, error) {
 	switch {
 	case addr == "":
 		return nil, fmt.Errorf("no database: set --db or KEYCTL_DB")
@@ -64,6 +71,11 @@ func (f *Factory) openAddr(ctx context.Context, addr string, opts store.Options)
 		return nil, withHint(fmt.Errorf("%s is a keyctl server, not a database", store.Redact(addr)),
 			"--db takes a path or a postgres:// URL; use --server for a keyctl server")
 	}
+	opts, err := f.localOptions()
+	if err != nil {
+		return nil, err
+	}
+	opts.NoMigrate = noMigrate
 	return store.Open(ctx, addr, opts)
 }
 
@@ -112,18 +124,52 @@ func (f *Factory) loadConfig(cmd *cobra.Command) error {
 			f.dbFlag = true
 		}
 	}
-	return readConfigFile(f.Config)
+	path, err := readConfigFile(f.Config)
+	if err != nil || path == "" || f.warnedConfig {
+		return err
+	}
+	f.warnedConfig = true
+	for _, key := range unknownConfigKeys(path) {
+		f.IO.Notef("keyctl: warning: unknown key %q in the config file %s (known keys: %s)",
+			key, path, strings.Join(configKeys, ", "))
+	}
+	return nil
+}
+
+// configKeys are the settings a config file may hold.
+var configKeys = []string{"db", "env", "output", "pepper", "prefix", "scan_max_size", "server", "token_file", "usage_retention"}
+
+// unknownConfigKeys lists the top-level keys of the YAML file at path that
+// are not settings: a misspelt key would otherwise be ignored in silence.
+func unknownConfigKeys(path string) []string {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil
+	}
+	var m map[string]any
+	if yaml.Unmarshal(b, &m) != nil {
+		return nil
+	}
+	var unknown []string
+	for k := range m {
+		if !slices.Contains(configKeys, strings.ToLower(k)) {
+			unknown = append(unknown, k)
+		}
+	}
+	slices.Sort(unknown)
+	return unknown
 }
 
 // readConfigFile reads --config / KEYCTL_CONFIG, or the default file if it
-// exists. A config file that was asked for by name must exist.
-func readConfigFile(v *viper.Viper) error {
+// exists, and returns the path it read (none: ""). A config file that was
+// asked for by name must exist.
+func readConfigFile(v *viper.Viper) (string, error) {
 	path := v.GetString("config")
 	explicit := path != ""
 	if !explicit {
 		dir, err := os.UserConfigDir()
 		if err != nil {
-			return nil
+			return "", nil
 		}
 		path = filepath.Join(dir, "keyctl", "config.yaml")
 	}
@@ -132,13 +178,13 @@ func readConfigFile(v *viper.Viper) error {
 	err := v.ReadInConfig()
 	var pe *fs.PathError
 	if errors.As(err, &pe) && !explicit {
-		return nil
+		return "", nil
 	}
 	if err != nil {
-		return withHint(fmt.Errorf("reading config file %s: %w", path, err),
-			"the config file is YAML with keys db, output, prefix, env, pepper, server and token_file")
+		return "", withHint(fmt.Errorf("reading config file %s: %w", path, err),
+			"the config file is YAML with keys "+strings.Join(configKeys, ", "))
 	}
-	return nil
+	return path, nil
 }
 
 // defaultDBPath is $XDG_DATA_HOME/keyctl/keyctl.db, or
@@ -157,12 +203,7 @@ func defaultDBPath() string {
 
 // withStore opens the store, runs fn with it, and closes it.
 func (f *Factory) withStore(ctx context.Context, fn func(store.Store) error) error {
-	s, err := f.Store(ctx)
-	if err != nil {
-		return err
-	}
-	defer s.Close()
-	return fn(s)
+	return f.deps().withStore(ctx, fn)
 }
 
 // outputFormat is the -o format in effect, checked against allowed.

@@ -1,16 +1,70 @@
 package commands
 
 import (
+	"errors"
 	"fmt"
 	"regexp"
 	"strconv"
 	"strings"
 	"time"
 
+	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
+
 	"github.com/keyctl/keyctl/store/keys"
 )
 
 var daysRE = regexp.MustCompile(`^(\d+)d$`)
+
+// kindValue is a string flag whose help names the kind of value it takes
+// (int, duration, size, …): its values are parsed after the flags, since
+// they also take words such as unlimited, never or none.
+type kindValue struct {
+	p    *string
+	kind string
+}
+
+func (v *kindValue) String() string {
+	if v.p == nil {
+		return ""
+	}
+	return *v.p
+}
+func (v *kindValue) Set(s string) error { *v.p = s; return nil }
+func (v *kindValue) Type() string       { return v.kind }
+
+// emptyAllowed are the flags whose empty value means something: an empty
+// description or reason.
+var emptyAllowed = map[string]bool{"description": true, "reason": true}
+
+// checkEmpty refuses a flag given an empty value (or an empty item, for a
+// repeated flag): --allow-ip "" or --scope "" must not pass for "no
+// restriction", nor --name "" for "generate one".
+func checkEmpty(cmd *cobra.Command) error {
+	var err error
+	cmd.Flags().Visit(func(fl *pflag.Flag) {
+		if err != nil || emptyAllowed[fl.Name] || fl.Value.Type() == "bool" {
+			return
+		}
+		values := []string{fl.Value.String()}
+		if sv, ok := fl.Value.(pflag.SliceValue); ok {
+			values = sv.GetSlice()
+		}
+		for _, v := range values {
+			if strings.TrimSpace(v) == "" {
+				err = withHint(flagErr(fl.Name, errors.New("empty value")), "leave the flag out rather than give it nothing")
+				return
+			}
+		}
+	})
+	return err
+}
+
+// kindVar defines a string flag shown in help as --name KIND.
+func kindVar(fl *pflag.FlagSet, p *string, name, def, kind, usage string) {
+	*p = def
+	fl.Var(&kindValue{p: p, kind: kind}, name, usage)
+}
 
 // parseDuration accepts Go durations (30s, 15m, 24h) and whole days (90d).
 func parseDuration(s string) (time.Duration, error) {
@@ -60,14 +114,15 @@ func parseExpires(s string, now time.Time) (t *time.Time, never bool, err error)
 	return &at, false, nil
 }
 
-// parseScopes splits repeated, comma-separated scope flags into a set.
+// parseScopes splits repeated, comma-separated scope flags into a set. An
+// empty scope is an error, never "no restriction".
 func parseScopes(flag string, values []string) ([]string, error) {
 	var out []string
 	for _, v := range values {
 		for _, s := range strings.Split(v, ",") {
 			s = strings.TrimSpace(s)
 			if s == "" {
-				continue
+				return nil, flagErr(flag, fmt.Errorf("%q holds an empty scope", v))
 			}
 			if err := keys.ValidateScope(s); err != nil {
 				return nil, flagErr(flag, err)
@@ -78,13 +133,14 @@ func parseScopes(flag string, values []string) ([]string, error) {
 	return keys.NormalizeSet(out), nil
 }
 
-// parseIPs checks repeated, comma-separated IP and CIDR flags.
+// parseIPs checks repeated, comma-separated IP and CIDR flags. An empty
+// one is an error: it would read as "any address".
 func parseIPs(flag string, values []string) ([]string, error) {
 	var out []string
 	for _, v := range values {
 		for _, s := range strings.Split(v, ",") {
 			if strings.TrimSpace(s) == "" {
-				continue
+				return nil, flagErr(flag, fmt.Errorf("%q holds an empty address", v))
 			}
 			ip, err := keys.ParseAllowedIP(s)
 			if err != nil {

@@ -6,9 +6,21 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/keyctl/keyctl/output"
 	"github.com/keyctl/keyctl/store"
 	"github.com/keyctl/keyctl/store/sqlite"
 )
+
+// MigrateOptions are the parsed flags of keyctl migrate.
+type MigrateOptions struct {
+	IO     *output.IOStreams
+	Format output.Format
+	// DB is the database's address; Open opens it, without migrating a
+	// PostgreSQL database when noMigrate is set (SQLite migrates as it
+	// opens).
+	DB   string
+	Open func(ctx context.Context, addr string, noMigrate bool) (store.Store, error)
+}
 
 // migration is what keyctl migrate did, for -o json.
 type migration struct {
@@ -17,7 +29,7 @@ type migration struct {
 	To       int    `json:"to"`
 }
 
-func newMigrateCmd(f *Factory) *cobra.Command {
+func newMigrateCmd(f *Factory, runF func(context.Context, *MigrateOptions) error) *cobra.Command {
 	return &cobra.Command{
 		Use:   "migrate",
 		Short: "Bring the database's schema up to date",
@@ -34,53 +46,45 @@ is refused (exit 1): upgrade keyctl.`,
   keyctl migrate --db ./keyctl.db -o json`,
 		Args: noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			format, err := f.outputFormat()
-			if err != nil {
+			opts := &MigrateOptions{IO: f.IO, DB: f.Config.GetString("db"), Open: f.openDB}
+			var err error
+			if opts.Format, err = f.outputFormat(); err != nil {
 				return err
 			}
-			m, err := runMigrate(cmd.Context(), f)
-			if err != nil {
-				return err
+			if runF != nil {
+				return runF(cmd.Context(), opts)
 			}
-			switch {
-			case !store.IsPostgres(f.Config.GetString("db")):
-				f.IO.Notef("keyctl: %s is at schema version %d (a SQLite database is migrated whenever keyctl opens it)", m.Database, m.To)
-			case m.From == m.To:
-				f.IO.Notef("keyctl: %s is at schema version %d: nothing to do", m.Database, m.To)
-			default:
-				f.IO.Notef("keyctl: migrated %s from schema version %d to %d", m.Database, m.From, m.To)
-			}
-			return printData(f, format, m, func() error { return nil })
+			return runMigrate(cmd.Context(), opts)
 		},
 	}
 }
 
-func runMigrate(ctx context.Context, f *Factory) (migration, error) {
-	opts, err := f.localOptions()
+func runMigrate(ctx context.Context, opts *MigrateOptions) error {
+	m := migration{Database: store.Redact(opts.DB)}
+	postgres := store.IsPostgres(opts.DB)
+	s, err := opts.Open(ctx, opts.DB, postgres)
 	if err != nil {
-		return migration{}, err
-	}
-	addr := f.Config.GetString("db")
-	m := migration{Database: store.Redact(addr)}
-	if !store.IsPostgres(addr) {
-		// SQLite migrates as it opens, under its write lock.
-		s, err := f.openAddr(ctx, addr, opts)
-		if err != nil {
-			return m, err
-		}
-		m.From, m.To = sqlite.SchemaVersion, sqlite.SchemaVersion
-		return m, s.Close()
-	}
-	opts.NoMigrate = true
-	s, err := f.openAddr(ctx, addr, opts)
-	if err != nil {
-		return m, err
+		return err
 	}
 	defer s.Close()
-	mg, ok := s.(store.Migrator)
-	if !ok {
-		return m, fmt.Errorf("%s cannot be migrated", m.Database)
+	if postgres {
+		mg, ok := s.(store.Migrator)
+		if !ok {
+			return fmt.Errorf("%s cannot be migrated", m.Database)
+		}
+		if m.From, m.To, err = mg.Migrate(ctx); err != nil {
+			return err
+		}
+	} else {
+		m.From, m.To = sqlite.SchemaVersion, sqlite.SchemaVersion
 	}
-	m.From, m.To, err = mg.Migrate(ctx)
-	return m, err
+	switch {
+	case !postgres:
+		opts.IO.Notef("keyctl: %s is at schema version %d (a SQLite database is migrated whenever keyctl opens it)", m.Database, m.To)
+	case m.From == m.To:
+		opts.IO.Notef("keyctl: %s is at schema version %d: nothing to do", m.Database, m.To)
+	default:
+		opts.IO.Notef("keyctl: migrated %s from schema version %d to %d", m.Database, m.From, m.To)
+	}
+	return printData(opts.IO, opts.Format, m, func() error { return nil })
 }

@@ -7,25 +7,25 @@ import (
 
 // printData writes v as JSON or YAML for scripts, or calls forPeople for
 // the table format.
-func printData(f *Factory, format output.Format, v any, forPeople func() error) error {
+func printData(io *output.IOStreams, format output.Format, v any, forPeople func() error) error {
 	switch format {
 	case output.JSON:
-		return output.WriteJSON(f.IO.Out, v)
+		return output.WriteJSON(io.Out, v)
 	case output.YAML:
-		return output.WriteYAML(f.IO.Out, v)
+		return output.WriteYAML(io.Out, v)
 	}
 	return forPeople()
 }
 
 // printKeys prints keys: a table, or an array.
-func printKeys(f *Factory, format output.Format, keys []*keys.Key) error {
-	return printData(f, format, keys, func() error { return output.KeyTable(f.IO, keys, f.Now()) })
+func printKeys(d Deps, format output.Format, keys []*keys.Key) error {
+	return printData(d.IO, format, keys, func() error { return output.KeyTable(d.IO, keys, d.Now()) })
 }
 
 // printKey prints one key: labelled lines, or an object.
-func printKey(f *Factory, format output.Format, k *keys.Key) error {
-	return printData(f, format, k, func() error {
-		output.KeyDetails(f.IO, f.IO.Out, k, f.Now())
+func printKey(d Deps, format output.Format, k *keys.Key) error {
+	return printData(d.IO, format, k, func() error {
+		output.KeyDetails(d.IO, d.IO.Out, k, d.Now())
 		return nil
 	})
 }

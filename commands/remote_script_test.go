@@ -32,20 +32,26 @@ func TestScriptsRemote(t *testing.T) {
 		if err := local(env); err != nil {
 			return err
 		}
-		db := env.Getenv("KEYCTL_DB")
-		token, err := ownerToken(db)
-		if err != nil {
-			return err
-		}
-		base, err := startServer(env, db)
-		if err != nil {
-			return err
-		}
-		env.Setenv("KEYCTL_SERVER", base)
-		env.Setenv("KEYCTL_TOKEN", token)
-		return nil
+		return serveScript(env)
 	}
 	testscript.Run(t, p)
+}
+
+// serveScript creates the owner key on the script's database, starts
+// keyctl serve on it, and points the script at it.
+func serveScript(env *testscript.Env) error {
+	db := env.Getenv("KEYCTL_DB")
+	token, err := ownerToken(db)
+	if err != nil {
+		return err
+	}
+	base, err := startServer(env, db)
+	if err != nil {
+		return err
+	}
+	env.Setenv("KEYCTL_SERVER", base)
+	env.Setenv("KEYCTL_TOKEN", token)
+	return nil
 }
 
 var servingRE = regexp.MustCompile(`^keyctl: serving .* on (http://127\.0\.0\.1:\d+)$`)

@@ -2,6 +2,8 @@ package commands
 
 import (
 	"context"
+	"fmt"
+	"strings"
 
 	"github.com/spf13/cobra"
 
@@ -12,52 +14,93 @@ import (
 
 // RevokeOptions are the parsed flags of keyctl revoke.
 type RevokeOptions struct {
+	Deps
 	Ref    string
 	Reason string
 	Format output.Format
+	// Confirm asks, on the terminal, to type the key's name first; --yes,
+	// or no terminal at all (then --yes is required), does not.
+	Confirm bool
 }
 
 func newRevokeCmd(f *Factory, runF func(context.Context, *RevokeOptions) error) *cobra.Command {
-	opts := &RevokeOptions{}
+	opts := &RevokeOptions{Deps: f.deps()}
 	cmd := &cobra.Command{
 		Use:   "revoke KEY",
 		Short: "Revoke a key for good",
 		Long: `Revoke a key: every secret of it stops working at once and for good. The key
 stays visible to 'keyctl show' and 'keyctl list --all' for investigation, and
-its name is free for a new key. Revoking a revoked key is not an error.`,
-		Example:           `  keyctl revoke billing --reason "leaked in a CI log"`,
+its name is free for a new key. Revoking a revoked key is not an error.
+
+Revocation cannot be undone: on a terminal keyctl asks to type the key's name
+first; --yes skips that. Without a terminal, --yes is required (exit 2).`,
+		Example: `  keyctl revoke billing --reason "leaked in a CI log"
+  keyctl revoke billing --yes --reason "rotated out"   # in a script`,
 		Args:              exactKey,
 		ValidArgsFunction: completeKeys(f, false),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			opts.Ref = args[0]
 			var err error
+			yes, _ := cmd.Flags().GetBool("yes")
+			if !yes && !f.IO.IsStdinTTY() {
+				return withHint(usagef("revoke cannot be undone: confirm it with --yes when not on a terminal"),
+					"keyctl revoke "+opts.Ref+" --yes")
+			}
+			opts.Confirm = !yes
 			if opts.Format, err = f.outputFormat(); err != nil {
 				return err
 			}
 			if runF != nil {
 				return runF(cmd.Context(), opts)
 			}
-			return f.withStore(cmd.Context(), func(s store.Store) error {
-				before, err := s.Get(cmd.Context(), opts.Ref)
-				if err != nil {
-					return err
-				}
-				k, err := s.Revoke(cmd.Context(), before.ID, opts.Reason)
-				if err != nil {
-					return err
-				}
-				if before.Status == keys.Revoked {
-					f.IO.Notef("Key %s (%s) was already revoked", k.Name, k.ID)
-				} else {
-					f.IO.Notef("Revoked key %s (%s)", k.Name, k.ID)
-				}
-				if opts.Format == output.Table {
-					return nil
-				}
-				return printKey(f, opts.Format, k)
-			})
+			return runRevoke(cmd.Context(), opts)
 		},
 	}
 	cmd.Flags().StringVar(&opts.Reason, "reason", "", "why the key is revoked (kept with the key)")
+	cmd.Flags().BoolP("yes", "y", false, "revoke without asking to type the key's name (needed without a terminal)")
 	return cmd
+}
+
+func runRevoke(ctx context.Context, opts *RevokeOptions) error {
+	return opts.withStore(ctx, func(s store.Store) error {
+		before, err := s.Get(ctx, opts.Ref)
+		if err != nil {
+			return err
+		}
+		if opts.Confirm && before.Status != keys.Revoked {
+			if err := confirmRevoke(ctx, opts.IO, before); err != nil {
+				return err
+			}
+		}
+		k, err := s.Revoke(ctx, before.ID, opts.Reason)
+		if err != nil {
+			return err
+		}
+		if before.Status == keys.Revoked {
+			opts.IO.Notef("Key %s (%s) was already revoked", k.Name, k.ID)
+		} else {
+			opts.IO.Notef("Revoked key %s (%s)", k.Name, k.ID)
+		}
+		if opts.Format == output.Table {
+			return nil
+		}
+		return printKey(opts.Deps, opts.Format, k)
+	})
+}
+
+// confirmRevoke asks, on the terminal, to type k's name before it is
+// revoked; anything else revokes nothing.
+func confirmRevoke(ctx context.Context, ios *output.IOStreams, k *keys.Key) error {
+	fmt.Fprintf(ios.ErrOut, "Revoke key %s (%s)? Every secret of it stops working, for good.\n",
+		output.Escape(k.Name), output.Escape(k.ID))
+	fmt.Fprint(ios.ErrOut, "Type its name to confirm: ")
+	typed, err := readLine(ctx, ios)
+	if err != nil {
+		return err
+	}
+	if strings.TrimSpace(typed) != k.Name {
+		return withHint(fmt.Errorf("the name typed is not %q: nothing was revoked", k.Name),
+			"type the key's name exactly, or pass --yes")
+	}
+	return nil
 }

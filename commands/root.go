@@ -6,10 +6,12 @@ package commands
 import (
 	"context"
 	"errors"
+	"fmt"
 	"os"
 	"os/signal"
 	"strings"
 	"syscall"
+	"time"
 
 	"github.com/spf13/cobra"
 
@@ -21,15 +23,54 @@ const exitStatusHelp = `EXIT STATUS
   1   failure (the database could not be read, the server refused the token, ...)
   2   usage error: an unknown flag, a missing argument or a bad value
   3   key not found
-  4   refused in the key's state (a revoked key cannot be changed; a name is in use)`
+  4   refused in the key's state (a revoked key cannot be changed; a name is in use)
+  130 interrupted (Ctrl-C); 143 terminated (SIGTERM)`
 
 // Main runs keyctl and returns its exit status.
-func Main() int {
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
+func Main() int { return mainWith(time.Now) }
+
+// interruptGrace is how long an interrupted command has to stop where it
+// checks its context (rolling back, restoring the terminal) before keyctl
+// exits anyway: a read blocked on a pipe or a terminal does not wait.
+const interruptGrace = 500 * time.Millisecond
+
+// mainWith runs keyctl on the clock now: the process's, or a test's.
+//
+// Ctrl-C (or SIGTERM) cancels the command's context and keyctl exits at
+// once with 130 (143), saying so: a command stops where it checks its
+// context, and never starts another change after it. keyctl serve alone
+// stops gracefully, on its own, and exits as it says.
+func mainWith(now func() time.Time) int {
 	io := output.System()
-	root := newRootCmd(newFactory(io))
-	err := root.ExecuteContext(ctx)
+	f := newFactory(io, now)
+	root := newRootCmd(f)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	sigs := make(chan os.Signal, 2)
+	signal.Notify(sigs, os.Interrupt, syscall.SIGTERM)
+	defer signal.Stop(sigs)
+	done := make(chan error, 1)
+	go func() { done <- root.ExecuteContext(ctx) }()
+	var err error
+	select {
+	case err = <-done:
+	case sig := <-sigs:
+		cancel()
+		if f.graceful.Load() {
+			select {
+			case err = <-done:
+			case sig = <-sigs: // a second signal does not wait
+				return interrupted(io, sig)
+			}
+			break
+		}
+		select {
+		case <-done:
+		case <-time.After(interruptGrace):
+		case sig = <-sigs:
+		}
+		return interrupted(io, sig)
+	}
 	if err == nil {
 		return exitOK
 	}
@@ -38,6 +79,17 @@ func Main() int {
 	}
 	printError(io.ErrOut, err)
 	return exitCode(err)
+}
+
+// interrupted says that keyctl stopped on sig, and returns its exit status:
+// 128 plus the signal's number, as a shell reports it.
+func interrupted(io *output.IOStreams, sig os.Signal) int {
+	if sig == syscall.SIGTERM {
+		fmt.Fprintln(io.ErrOut, "keyctl: terminated")
+		return 128 + int(syscall.SIGTERM)
+	}
+	fmt.Fprintln(io.ErrOut, "keyctl: interrupted")
+	return 128 + int(syscall.SIGINT)
 }
 
 func isUsageError(err error) bool {
@@ -68,9 +120,14 @@ line. --db on the command line still means that local database.
 		SilenceUsage:  true,
 		SilenceErrors: true,
 		PersistentPreRunE: func(cmd *cobra.Command, _ []string) error {
+			if err := checkEmpty(cmd); err != nil {
+				return err
+			}
 			return f.loadConfig(cmd)
 		},
 	}
+	root.Version = Version()
+	root.SetVersionTemplate(versionLine())
 	root.SetFlagErrorFunc(func(cmd *cobra.Command, err error) error {
 		return withHint(&usageError{err}, "see '"+cmd.CommandPath()+" --help'")
 	})
@@ -91,20 +148,21 @@ line. --db on the command line still means that local database.
 		newShowCmd(f, nil),
 		newUpdateCmd(f, nil),
 		newRotateCmd(f, nil),
-		newDisableCmd(f),
-		newEnableCmd(f),
+		newDisableCmd(f, nil),
+		newEnableCmd(f, nil),
 		newRevokeCmd(f, nil),
-		newVerifyCmd(f),
-		newUsageCmd(f),
-		newScanCmd(f),
-		newAuditCmd(f),
-		newServeCmd(f),
-		newMigrateCmd(f),
-		newCopyCmd(f),
-		newVersionCmd(f),
+		newVerifyCmd(f, nil),
+		newUsageCmd(f, nil),
+		newScanCmd(f, nil),
+		newAuditCmd(f, nil),
+		newServeCmd(f, nil),
+		newMigrateCmd(f, nil),
+		newCopyCmd(f, nil),
+		newVersionCmd(f, nil),
 	)
 	root.CompletionOptions.HiddenDefaultCmd = true
 	root.AddCommand(newCompletionCmd())
+	completeFlagValues(f, root)
 	return root
 }
 

@@ -13,30 +13,46 @@ import (
 
 // RotateOptions are the parsed flags of keyctl rotate.
 type RotateOptions struct {
+	Deps
 	Ref        string
 	Grace      time.Duration
 	SecretFile string
 	Output     secretOutput
+	// EndGrace ends the grace of the key's old secrets instead of rotating.
+	EndGrace bool
 }
 
 func newRotateCmd(f *Factory, runF func(context.Context, *RotateOptions) error) *cobra.Command {
 	var grace, secretFile, envVar string
+	var endGrace bool
 	cmd := &cobra.Command{
 		Use:   "rotate KEY",
 		Short: "Give a key a new secret, keeping everything else",
 		Long: `Give a key a new secret. Its id, name, scopes, environment, prefix and every
 setting stay. The old secret stops working at once, or at the end of --grace,
 until when both work. The new secret is shown once, as by create (-o env and
-the GitHub Actions mask included).
+the GitHub Actions mask included). If it cannot be delivered (a broken pipe,
+a full disk), the key keeps its secrets and keyctl exits 1.
+
+--end-grace rotates nothing: it ends now the grace of every old secret still
+working, and the current secret stays ('keyctl show' lists them).
 
 A revoked key cannot be rotated (exit 4).`,
 		Example: `  keyctl rotate billing
-  keyctl rotate billing --grace 24h | gh secret set BILLING_API_KEY`,
+  keyctl rotate billing --grace 24h | gh secret set BILLING_API_KEY
+  keyctl rotate billing --end-grace`,
 		Args:              exactKey,
 		ValidArgsFunction: completeKeys(f, false),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			opts := &RotateOptions{Ref: args[0], SecretFile: secretFile}
+			opts := &RotateOptions{Deps: f.deps(), Ref: args[0], SecretFile: secretFile, EndGrace: endGrace}
 			var err error
+			if endGrace {
+				for _, other := range []string{"grace", "secret-file", "env-var"} {
+					if cmd.Flags().Changed(other) {
+						return usagef("--end-grace issues no secret: it does not go with --%s", other)
+					}
+				}
+			}
 			if grace != "" {
 				if opts.Grace, err = parseDuration(grace); err != nil {
 					return flagErr("grace", err)
@@ -45,38 +61,63 @@ A revoked key cannot be rotated (exit 4).`,
 					return flagErr("grace", fmt.Errorf("%q is negative", grace))
 				}
 			}
-			if opts.Output, err = parseSecretOutput(f, envVar, cmd.Flags().Changed("env-var"), secretFile); err != nil {
+			if opts.Output, err = parseSecretOutput(cmd, envVar, secretFile); err != nil {
 				return err
+			}
+			if endGrace && opts.Output.format == output.Env {
+				return flagErr("output", fmt.Errorf("--end-grace prints the key, not a secret: use table, json or yaml"))
 			}
 			if runF != nil {
 				return runF(cmd.Context(), opts)
 			}
-			return runRotate(cmd.Context(), f, opts)
+			ignoreSIGPIPE()
+			return runRotate(cmd.Context(), opts)
 		},
 	}
-	cmd.Flags().StringVar(&grace, "grace", "", "how long the old secret keeps working (e.g. 1h, 7d; default: it stops now)")
+	kindVar(cmd.Flags(), &grace, "grace", "", "duration", "how long the old secret keeps working (e.g. 1h, 7d; default: it stops now)")
 	cmd.Flags().StringVar(&secretFile, "secret-file", "", "write the new secret to this new file (mode 0600) instead of stdout")
 	cmd.Flags().StringVar(&envVar, "env-var", "KEYCTL_API_KEY", "variable name for -o env")
+	cmd.Flags().BoolVar(&endGrace, "end-grace", false, "end now the grace of the key's old secrets, rotating nothing")
 	return cmd
 }
 
-func runRotate(ctx context.Context, f *Factory, opts *RotateOptions) error {
-	file, err := openSecretFile(opts.SecretFile)
-	if err != nil {
-		return err
+func runRotate(ctx context.Context, opts *RotateOptions) error {
+	if opts.EndGrace {
+		return runEndGrace(ctx, opts)
 	}
-	return f.withStore(ctx, func(s store.Store) error {
-		k, secret, err := s.Rotate(ctx, opts.Ref, opts.Grace)
+	return opts.withStore(ctx, func(s store.Store) error {
+		file, err := openSecretFile(opts.SecretFile)
 		if err != nil {
-			file.abandon()
 			return err
 		}
-		now := f.Now()
-		return printIssued(f.IO, issued{
-			key: k, secret: secret, file: file, out: opts.Output, now: now,
-			headline: fmt.Sprintf("Rotated key %s (%s)", k.Name, k.ID),
-			notice:   graceNotice(opts.Grace, now),
-		})
+		now := opts.Now()
+		is := &issuance{io: opts.IO, verb: "Rotated", file: file, out: opts.Output, now: now,
+			notice: graceNotice(opts.Grace, now)}
+		k, err := store.RotateAndDeliver(ctx, s, opts.Ref, opts.Grace, is.deliver)
+		if err != nil {
+			return is.failed(err)
+		}
+		return is.finish(k)
+	})
+}
+
+// runEndGrace ends the grace of a key's old secrets and says how many.
+func runEndGrace(ctx context.Context, opts *RotateOptions) error {
+	return opts.withStore(ctx, func(s store.Store) error {
+		k, n, err := s.EndGrace(ctx, opts.Ref)
+		if err != nil {
+			return err
+		}
+		if n == 0 {
+			opts.IO.Notef("Key %s (%s) has no old secret in a grace period: nothing to end", k.Name, k.ID)
+		} else {
+			opts.IO.Notef("Ended the grace of %s of key %s (%s); its current secret still works",
+				output.Plural(n, "old secret", "old secrets"), k.Name, k.ID)
+		}
+		if opts.Output.format == output.Table {
+			return nil
+		}
+		return printKey(opts.Deps, opts.Output.format, k)
 	})
 }
 

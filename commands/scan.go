@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
+	"sync/atomic"
 
 	"github.com/spf13/cobra"
 
@@ -17,13 +18,19 @@ import (
 
 // ScanOptions are the parsed flags of keyctl scan.
 type ScanOptions struct {
+	Deps
 	Paths   []string // empty: stdin
 	MaxSize int64
 	Action  string // "", "revoke" or "disable"
-	Format  output.Format
+	// DryRun says what Action would do, and changes nothing.
+	DryRun bool
+	// AllowSkipped: files that could not be scanned do not fail the scan.
+	AllowSkipped bool
+	Format       output.Format
 }
 
-// finding is one key found, as printed. It never holds the secret.
+// finding is one key found, or one file skipped, as printed. It never holds
+// the secret.
 type finding struct {
 	File    string `json:"file"`
 	Line    int    `json:"line"`
@@ -32,38 +39,59 @@ type finding struct {
 	Known   bool   `json:"known"`
 	KeyID   string `json:"key_id"`
 	KeyName string `json:"key_name"`
-	Status  string `json:"status"` // the key's status, or "unknown"
-	Action  string `json:"action"` // "revoked", "disabled", or ""
+	Status  string `json:"status"` // the key's status, "unknown", or "skipped" for a file not scanned
+	Action  string `json:"action"` // "revoked", "disabled", "would-revoke", "would-disable", or ""
+	Reason  string `json:"reason,omitempty"`
 }
 
-func newScanCmd(f *Factory) *cobra.Command {
+// statusSkipped marks, in -o json, a file that was not scanned.
+const statusSkipped = "skipped"
+
+const scanExitHelp = `EXIT STATUS
+  0   nothing found, or every key found is revoked; every file was scanned
+      (or --allow-skipped was given)
+  1   a key found is not revoked, or unknown to the store (it may belong to
+      another keyctl store); or a file could not be scanned: over
+      --max-size, unreadable, or a read error (listed on stderr, and with
+      "status": "skipped" in -o json)
+  2   usage error
+  130 interrupted (Ctrl-C): nothing more is revoked or disabled`
+
+func newScanCmd(f *Factory, runF func(context.Context, *ScanOptions) error) *cobra.Command {
 	var maxSize string
-	var revoke, disable bool
+	var revoke, disable, dryRun, allowSkipped bool
 	cmd := &cobra.Command{
 		Use:   "scan [PATH...]",
 		Short: "Find keyctl keys in files, and revoke the ones that leaked",
 		Long: `Find keyctl keys in files and directory trees, or stdin when no path (or -) is
 given: any token of the keyctl shape whose checksum holds, so look-alikes and
-prose that mentions sk_live_ are never reported. .git folders, binary files
-and files over --max-size are skipped.
+prose that mentions sk_live_ are never reported. A key is found wherever a
+character no key holds bounds it, right after an escape sequence of a log or
+JSON line (\n, \t, \", \u0022) or of a URL (%0A, %22, %3D) too.
+
+In a directory tree, .git folders and binary files are passed over, and
+files over --max-size are skipped. A file named on the command line is
+always read whole. A file that cannot be read, or is skipped for its size,
+fails the scan (exit 1) unless --allow-skipped: a gate that did not read a
+file did not check it.
 
 Each finding is shown as file:line with the masked key and, where the store
-knows the key, its id, name and status; -o json lists the findings. No output
-ever shows a secret.
+knows the key, its id, name and status; -o json lists the findings, and the
+skipped files with "status": "skipped" and a "reason". No output ever shows
+a secret. On a terminal, a scan that takes more than a second shows its
+progress on stderr.
 
 --revoke (or --disable) acts on every found key that is not yet revoked, and
-the audit trail records it as a leak response.
+the audit trail records it as a leak response; with --dry-run it says what
+it would do and changes nothing.
 
-EXIT STATUS
-  0   nothing found, or every key found is revoked
-  1   a key found is not revoked, or unknown to the store (it may belong to
-      another keyctl store): use it as a pre-commit hook or a CI gate
-  2   usage error`,
+` + scanExitHelp,
 		Example: `  keyctl scan .
   git diff --cached | keyctl scan
+  keyctl scan ./logs --revoke --dry-run
   keyctl scan ./logs --revoke -o json`,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			opts := &ScanOptions{}
+			opts := &ScanOptions{Deps: f.deps(), DryRun: dryRun, AllowSkipped: allowSkipped}
 			for _, a := range args {
 				if a != "-" {
 					opts.Paths = append(opts.Paths, a)
@@ -80,6 +108,10 @@ EXIT STATUS
 			} else if disable {
 				opts.Action = keys.ActionDisable
 			}
+			if dryRun && opts.Action == "" {
+				return withHint(flagErr("dry-run", fmt.Errorf("goes with --revoke or --disable")),
+					"a scan without them changes nothing anyway")
+			}
 			if !cmd.Flags().Changed("max-size") && f.Config.IsSet("scan_max_size") {
 				maxSize = f.Config.GetString("scan_max_size")
 			}
@@ -90,12 +122,18 @@ EXIT STATUS
 			if opts.Format, err = f.outputFormat(); err != nil {
 				return err
 			}
-			return runScan(cmd.Context(), f, opts)
+			if runF != nil {
+				return runF(cmd.Context(), opts)
+			}
+			return runScan(cmd.Context(), opts)
 		},
 	}
-	cmd.Flags().StringVar(&maxSize, "max-size", "10MiB", "skip files larger than this (e.g. 512KiB, 10MiB; config scan_max_size)")
-	cmd.Flags().BoolVar(&revoke, "revoke", false, "revoke every found key that is not revoked")
-	cmd.Flags().BoolVar(&disable, "disable", false, "disable every found key that is not revoked")
+	fl := cmd.Flags()
+	kindVar(fl, &maxSize, "max-size", "10MiB", "size", "skip files in trees larger than this (e.g. 512KiB, 10MiB; config scan_max_size)")
+	fl.BoolVar(&revoke, "revoke", false, "revoke every found key that is not revoked")
+	fl.BoolVar(&disable, "disable", false, "disable every found key that is not revoked")
+	fl.BoolVar(&dryRun, "dry-run", false, "with --revoke or --disable: say what would be done, change nothing")
+	fl.BoolVar(&allowSkipped, "allow-skipped", false, "files that could not be scanned are listed but do not fail the scan")
 	return cmd
 }
 
@@ -120,61 +158,68 @@ func parseSize(s string) (int64, error) {
 	return n * mult, nil
 }
 
-func runScan(ctx context.Context, f *Factory, opts *ScanOptions) error {
+func runScan(ctx context.Context, opts *ScanOptions) error {
 	var found []scan.Finding
-	collect := func(fd scan.Finding) { found = append(found, fd) }
+	var count atomic.Int64
+	collect := func(fd scan.Finding) {
+		found = append(found, fd)
+		count.Add(1)
+	}
+	progress := &scan.Progress{}
+	if opts.IO.IsStderrTTY() {
+		stop := startProgress(opts.IO.ErrOut, progress, &count)
+		defer stop()
+	}
 	var stats scan.Stats
 	if len(opts.Paths) == 0 {
-		n, err := scan.Reader(f.IO.In, "-", collect)
+		n, err := scan.Reader(scan.ReaderContext(ctx, opts.IO.In, progress), "-", collect)
+		if cerr := ctx.Err(); cerr != nil {
+			return cerr
+		}
 		if err != nil {
 			return fmt.Errorf("reading stdin: %w", err)
 		}
 		stats = scan.Stats{Files: 1, Bytes: n}
 	} else {
 		var err error
-		if stats, err = scan.Paths(opts.Paths, scan.Options{MaxSize: opts.MaxSize}, collect); err != nil {
+		if stats, err = scan.Paths(ctx, opts.Paths, scan.Options{MaxSize: opts.MaxSize, Progress: progress}, collect); err != nil {
 			return err
 		}
 	}
 	var results []finding
 	if len(found) > 0 {
 		var err error
-		if results, err = lookUpFindings(ctx, f, found, opts.Action); err != nil {
+		if results, err = lookUpFindings(ctx, opts.Deps, found, opts.Action, opts.DryRun); err != nil {
 			return err
 		}
 	}
-	if err := printFindings(f, opts.Format, results); err != nil {
+	if err := printFindings(opts.IO, opts.Format, results, stats.Skipped); err != nil {
 		return err
 	}
-	return scanSummary(f, stats, results)
+	return scanSummary(opts.IO, stats, results, opts)
 }
 
 // lookUpFindings asks the store about each key found (once per key) and, with
-// an action, revokes or disables the ones not yet revoked.
-func lookUpFindings(ctx context.Context, f *Factory, found []scan.Finding, action string) ([]finding, error) {
+// an action, revokes or disables the ones not yet revoked (or, in a dry run,
+// says it would). It starts no change once ctx has ended.
+func lookUpFindings(ctx context.Context, d Deps, found []scan.Finding, action string, dryRun bool) ([]finding, error) {
 	out := make([]finding, 0, len(found))
-	err := f.withStore(ctx, func(s store.Store) error {
+	err := d.withStore(ctx, func(s store.Store) error {
 		byToken := map[string]*keys.Key{} // by token; nil when unknown
 		acted := map[string]string{}
 		for _, fd := range found {
 			k, seen := byToken[fd.Token]
 			if !seen {
+				if err := ctx.Err(); err != nil {
+					return err
+				}
 				var err error
 				k, err = s.Find(ctx, fd.Token)
 				if err != nil && !errors.Is(err, keys.ErrNotFound) {
 					return err
 				}
 				if k != nil && action != "" && k.Status != keys.Revoked {
-					where := fmt.Sprintf("found in %s:%d", fd.Path, fd.Line)
-					actx := keys.WithNote(ctx, "leak response: "+where)
-					if action == keys.ActionRevoke {
-						k, err = s.Revoke(actx, k.ID, "leaked: "+where)
-						acted[fd.Token] = "revoked"
-					} else if k.Status != keys.Disabled {
-						k, err = s.SetDisabled(actx, k.ID, true)
-						acted[fd.Token] = "disabled"
-					}
-					if err != nil {
+					if k, err = act(ctx, s, k, fd, action, dryRun, acted); err != nil {
 						return err
 					}
 				}
@@ -192,11 +237,41 @@ func lookUpFindings(ctx context.Context, f *Factory, found []scan.Finding, actio
 	return out, err
 }
 
-func printFindings(f *Factory, format output.Format, results []finding) error {
-	return printData(f, format, nonNil(results), func() error { return findingsTable(f, results) })
+// act revokes or disables a key found at fd, as a leak response, and notes
+// what it did in acted; in a dry run it only notes what it would do.
+func act(ctx context.Context, s store.Store, k *keys.Key, fd scan.Finding, action string, dryRun bool, acted map[string]string) (*keys.Key, error) {
+	if action == keys.ActionDisable && k.Status == keys.Disabled {
+		return k, nil
+	}
+	if dryRun {
+		acted[fd.Token] = "would-" + action
+		return k, nil
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, err // interrupted: nothing more is changed
+	}
+	where := fmt.Sprintf("found in %s:%d", fd.Path, fd.Line)
+	actx := keys.WithNote(ctx, "leak response: "+where)
+	if action == keys.ActionRevoke {
+		acted[fd.Token] = "revoked"
+		return s.Revoke(actx, k.ID, "leaked: "+where)
+	}
+	acted[fd.Token] = "disabled"
+	return s.SetDisabled(actx, k.ID, true)
 }
 
-func findingsTable(f *Factory, results []finding) error {
+// printFindings prints the findings: a table for people (the skipped files
+// go to stderr, in scanSummary), or an array for scripts, the skipped files
+// in it with the status "skipped".
+func printFindings(io *output.IOStreams, format output.Format, results []finding, skipped []scan.Skip) error {
+	all := nonNil(results)
+	for _, sk := range skipped {
+		all = append(all, finding{File: sk.Path, Status: statusSkipped, Reason: sk.Reason})
+	}
+	return printData(io, format, all, func() error { return findingsTable(io, results) })
+}
+
+func findingsTable(io *output.IOStreams, results []finding) error {
 	if len(results) == 0 {
 		return nil
 	}
@@ -205,7 +280,7 @@ func findingsTable(f *Factory, results []finding) error {
 		rows = append(rows, []string{fmt.Sprintf("%s:%d", r.File, r.Line), r.Start, orDash(r.KeyID),
 			orDash(r.KeyName), r.Status, orDash(r.Action)})
 	}
-	return output.WriteTable(f.IO.Out, []string{"LOCATION", "KEY", "ID", "NAME", "STATUS", "ACTION"}, rows)
+	return output.WriteTable(io.Out, []string{"LOCATION", "KEY", "ID", "NAME", "STATUS", "ACTION"}, rows)
 }
 
 func nonNil(r []finding) []finding {
@@ -215,10 +290,11 @@ func nonNil(r []finding) []finding {
 	return r
 }
 
-// scanSummary says what was found on stderr and chooses the exit status:
-// 1 when a key found is not revoked or unknown.
-func scanSummary(f *Factory, stats scan.Stats, results []finding) error {
-	var live, unknown int
+// scanSummary says what was found, and what was skipped, on stderr, and
+// chooses the exit status: 1 when a key found is not revoked or unknown, or
+// a file was skipped without --allow-skipped.
+func scanSummary(io *output.IOStreams, stats scan.Stats, results []finding, opts *ScanOptions) error {
+	var live, unknown, would int
 	for _, r := range results {
 		switch {
 		case !r.Known:
@@ -226,22 +302,37 @@ func scanSummary(f *Factory, stats scan.Stats, results []finding) error {
 		case r.Status != string(keys.Revoked):
 			live++
 		}
+		if strings.HasPrefix(r.Action, "would-") {
+			would++
+		}
 	}
-	skipped := ""
-	if n := stats.SkippedBin + stats.SkippedLarge; n > 0 {
-		skipped = fmt.Sprintf(" (%d binary and %d large files skipped)", stats.SkippedBin, stats.SkippedLarge)
+	files := output.Plural(stats.Files, "file", "files")
+	if stats.SkippedBin > 0 {
+		files += fmt.Sprintf(" (%s passed over)", output.Plural(stats.SkippedBin, "binary file", "binary files"))
 	}
 	if len(results) == 0 {
-		f.IO.Notef("keyctl: no keys found in %d files%s", stats.Files, skipped)
-		return nil
+		io.Notef("keyctl: no keys found in %s", files)
+	} else {
+		io.Notef("keyctl: found %s in %s: %d not revoked, %d unknown to this store",
+			output.Plural(len(results), "key", "keys"), files, live, unknown)
 	}
-	f.IO.Notef("keyctl: found %d keys in %d files%s: %d not revoked, %d unknown to this store",
-		len(results), stats.Files, skipped, live, unknown)
-	if live+unknown == 0 {
-		return nil
+	if opts.DryRun {
+		io.Notef("keyctl: dry run: %s would be %s; nothing was changed",
+			output.Plural(would, "key", "keys"), map[string]string{keys.ActionRevoke: "revoked", keys.ActionDisable: "disabled"}[opts.Action])
 	}
-	if live > 0 {
-		f.IO.Notef("keyctl: hint: 'keyctl scan --revoke' revokes them; rotate or recreate what used them")
+	for _, sk := range stats.Skipped {
+		io.Notef("keyctl: skipped %s: %s", sk.Path, sk.Reason)
+	}
+	incomplete := len(stats.Skipped) > 0 && !opts.AllowSkipped
+	if incomplete {
+		io.Notef("keyctl: %s not scanned: the scan is incomplete", output.Plural(len(stats.Skipped), "file", "files"))
+		io.Notef("keyctl: hint: scan them another way, raise --max-size, or accept it with --allow-skipped")
+	}
+	if live > 0 && opts.Action == "" {
+		io.Notef("keyctl: hint: 'keyctl scan --revoke' revokes them; rotate or recreate what used them")
+	}
+	if live+unknown == 0 && !incomplete {
+		return nil
 	}
 	return &exitError{code: exitFailure}
 }

@@ -3,21 +3,37 @@ package commands
 import (
 	"errors"
 	"fmt"
+	"maps"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strconv"
-	"strings"
 	"testing"
 
 	"github.com/rogpeppe/go-internal/testscript"
 )
 
 func TestMain(m *testing.M) {
-	testscript.Main(m, map[string]func(){
-		"keyctl": func() { os.Exit(Main()) },
-	})
+	// The scripts' shell pipelines call jq as a program; testscript cannot
+	// register a program under the name of the jq script command, so the
+	// binary answers to that name here (see scriptParams' Setup).
+	if filepath.Base(os.Args[0]) == "jq" {
+		os.Exit(jqMain(os.Args[1:]))
+	}
+	tools := map[string]func(){
+		"keyctl":     func() { os.Exit(mainWith(testClock(os.Getenv(clockFileVar)))) },
+		"sql":        func() { os.Exit(sqlMain(os.Args[1:])) },
+		"sqlite3":    func() { os.Exit(noSQLite3()) },
+		"brokenpipe": func() { os.Exit(brokenpipeMain(os.Args[1:])) },
+		"gh":         func() { os.Exit(ghMain(os.Args[1:])) },
+		"curl":       func() { os.Exit(curlMain(os.Args[1:])) },
+	}
+	maps.Copy(tools, extraTools)
+	testscript.Main(m, tools)
 }
+
+// extraTools are the scripts' tools that only some systems build.
+var extraTools = map[string]func(){}
 
 // TestScripts runs the end-to-end scripts in testdata/script against the
 // keyctl binary, each with its own database in a temp dir.
@@ -28,6 +44,10 @@ func TestScripts(t *testing.T) {
 // scriptParams are the scripts' parameters; remote is the [remote]
 // condition, true when the commands talk to a keyctl server, and postgres
 // the [postgres] condition, true when the database is PostgreSQL.
+//
+// The scripts need nothing but Go and a POSIX shell: jq and sql are
+// commands of the test binary (see scripttools_test.go), and time moves
+// with 'clock advance', never by editing the database.
 func scriptParams(t *testing.T, remote, postgres bool) testscript.Params {
 	return testscript.Params{
 		Condition: func(cond string) (bool, error) {
@@ -45,17 +65,36 @@ func scriptParams(t *testing.T, remote, postgres bool) testscript.Params {
 			env.Setenv("KEYCTL_DB", filepath.Join(env.WorkDir, "keyctl.db"))
 			env.Setenv("XDG_CONFIG_HOME", filepath.Join(env.WorkDir, ".config"))
 			env.Setenv("XDG_DATA_HOME", filepath.Join(env.WorkDir, ".local", "share"))
+			env.Setenv(clockFileVar, filepath.Join(env.WorkDir, ".clock"))
 			// A race-enabled binary otherwise sleeps a second at every exit.
 			env.Setenv("GORACE", "atexit_sleep_ms=0")
-			return nil
+			return installJQ(env)
 		},
 		Cmds: map[string]func(ts *testscript.TestScript, neg bool, args []string){
 			"status":  cmdStatus,
 			"jq":      cmdJQ,
+			"clock":   cmdClock,
 			"replica": cmdReplica,
-			"sql":     cmdSQL,
 		},
 	}
+}
+
+// installJQ puts a jq program (this binary under that name) first on the
+// script's PATH.
+func installJQ(env *testscript.Env) error {
+	exe, err := os.Executable()
+	if err != nil {
+		return err
+	}
+	bin := filepath.Join(env.WorkDir, ".bin")
+	if err := os.MkdirAll(bin, 0o755); err != nil {
+		return err
+	}
+	if err := os.Symlink(exe, filepath.Join(bin, "jq")); err != nil {
+		return err
+	}
+	env.Setenv("PATH", bin+string(filepath.ListSeparator)+env.Getenv("PATH"))
+	return nil
 }
 
 // cmdStatus runs a command and checks its exact exit status, keeping its
@@ -84,21 +123,39 @@ func cmdStatus(ts *testscript.TestScript, neg bool, args []string) {
 }
 
 // cmdJQ checks the last command's stdout with a jq expression that must be
-// true (jq -e):
+// true, as jq -e would:
 //
 //	jq '.name == "billing"'
 func cmdJQ(ts *testscript.TestScript, neg bool, args []string) {
 	if len(args) != 1 {
 		ts.Fatalf("usage: jq EXPR")
 	}
-	cmd := exec.Command("jq", "-e", args[0])
-	cmd.Stdin = strings.NewReader(ts.ReadFile("stdout"))
-	out, err := cmd.CombinedOutput()
-	if neg && err == nil {
-		ts.Fatalf("jq %s held: %s", args[0], out)
+	ok, err := jqHolds(args[0], ts.ReadFile("stdout"))
+	if err != nil {
+		ts.Fatalf("jq %s: %v", args[0], err)
 	}
-	if !neg && err != nil {
-		ts.Fatalf("jq %s: %v: %s", args[0], err, out)
+	if neg && ok {
+		ts.Fatalf("jq %s held", args[0])
+	}
+	if !neg && !ok {
+		ts.Fatalf("jq %s did not hold on:\n%s", args[0], ts.ReadFile("stdout"))
+	}
+}
+
+// cmdClock moves the clock of every keyctl the script runs from then on,
+// keyctl serve included:
+//
+//	clock advance 25h
+func cmdClock(ts *testscript.TestScript, neg bool, args []string) {
+	if neg || len(args) != 2 || args[0] != "advance" {
+		ts.Fatalf("usage: clock advance DURATION")
+	}
+	d, err := parseDuration(args[1])
+	if err != nil || d <= 0 {
+		ts.Fatalf("clock advance: %q is not a positive duration", args[1])
+	}
+	if err := advanceClock(ts.Getenv(clockFileVar), d); err != nil {
+		ts.Fatalf("clock advance: %v", err)
 	}
 }
 
@@ -115,27 +172,5 @@ func cmdReplica(ts *testscript.TestScript, neg bool, args []string) {
 		ts.Setenv("KEYCTL_SERVER", u)
 	} else if ts.Getenv("KEYCTL_SERVER_1") != "" {
 		ts.Fatalf("replica %s: no such replica", args[0])
-	}
-}
-
-// cmdSQL runs SQL on the script's database, as an operator would behind
-// keyctl's back: with sqlite3 on a SQLite file, with psql on PostgreSQL.
-// Its output is the next stdout:
-//
-//	sql 'DELETE FROM audit WHERE seq = 4'
-//	[postgres] sql 'UPDATE keys SET expires_at = to_timestamp(1) WHERE name = ''e'''
-func cmdSQL(ts *testscript.TestScript, neg bool, args []string) {
-	if len(args) != 1 {
-		ts.Fatalf("usage: sql STATEMENTS")
-	}
-	db := ts.Getenv("KEYCTL_DB")
-	var err error
-	if strings.HasPrefix(db, "postgres://") {
-		err = ts.Exec("psql", "-X", "-q", "-A", "-t", "-v", "ON_ERROR_STOP=1", "-d", db, "-c", args[0])
-	} else {
-		err = ts.Exec("sqlite3", "-cmd", ".timeout 10000", db, args[0])
-	}
-	if neg != (err != nil) {
-		ts.Fatalf("sql: %v", err)
 	}
 }

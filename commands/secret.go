@@ -3,58 +3,163 @@ package commands
 import (
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"os"
+	"os/signal"
+	"path/filepath"
 	"regexp"
+	"syscall"
 	"time"
+
+	"github.com/spf13/cobra"
 
 	"github.com/keyctl/keyctl/output"
 	"github.com/keyctl/keyctl/store/keys"
 )
 
-// secretFile is a new file, made 0600 before any key is created, that will
-// receive a secret. It never overwrites an existing file.
+// secretFile is a new file that will receive a secret. It is written in
+// full, and synced, under a temporary name in the same directory before the
+// key commits, then linked to its name, which never replaces an existing
+// file; if the key does not commit after all, it is removed.
 type secretFile struct {
 	path string
-	f    *os.File
+	tmp  *os.File
 }
 
+// openSecretFile checks that path is free and creates the temporary file
+// beside it (mode 0600), before any key is created: a path that cannot be
+// written is a usage error that changes nothing.
 func openSecretFile(path string) (*secretFile, error) {
 	if path == "" {
 		return nil, nil
 	}
-	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
-	if errors.Is(err, fs.ErrExist) {
-		return nil, withHint(flagErr("secret-file", fmt.Errorf("%s already exists; keyctl never overwrites a file", path)),
-			"choose a new path, or remove the old file first")
+	if _, err := os.Lstat(path); err == nil {
+		return nil, existsErr(path)
+	} else if !errors.Is(err, fs.ErrNotExist) {
+		return nil, flagErr("secret-file", err)
 	}
+	tmp, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".keyctl-*")
 	if err != nil {
 		return nil, flagErr("secret-file", err)
 	}
-	return &secretFile{path: path, f: f}, nil
+	return &secretFile{path: path, tmp: tmp}, nil
 }
 
-// abandon removes the file when no key came to be.
-func (s *secretFile) abandon() {
-	if s != nil {
-		s.f.Close()
-		os.Remove(s.path)
-	}
+func existsErr(path string) error {
+	return withHint(flagErr("secret-file", fmt.Errorf("%s already exists; keyctl never overwrites a file", path)),
+		"choose a new path, or remove the old file first")
 }
 
+// write delivers the secret: the temporary file is written, synced and
+// linked to the file's name, and the directory synced.
 func (s *secretFile) write(secret string) error {
-	_, err := fmt.Fprintln(s.f, secret)
-	if cerr := s.f.Close(); err == nil {
+	_, err := fmt.Fprintln(s.tmp, secret)
+	if err == nil {
+		err = s.tmp.Sync()
+	}
+	if cerr := s.tmp.Close(); err == nil {
 		err = cerr
 	}
+	if err == nil {
+		err = os.Link(s.tmp.Name(), s.path)
+		if errors.Is(err, fs.ErrExist) {
+			err = fmt.Errorf("%s was created meanwhile; keyctl never overwrites a file", s.path)
+		}
+	}
+	os.Remove(s.tmp.Name())
 	if err != nil {
 		return fmt.Errorf("writing the secret to %s: %w", s.path, err)
+	}
+	if dir, err := os.Open(filepath.Dir(s.path)); err == nil {
+		dir.Sync()
+		dir.Close()
 	}
 	return nil
 }
 
-// issued is what create and rotate print: the key, its secret, and a line
-// saying what happened.
+// abandon removes the temporary file when no secret was written.
+func (s *secretFile) abandon() {
+	if s != nil {
+		s.tmp.Close()
+		os.Remove(s.tmp.Name())
+	}
+}
+
+// remove removes the written file when its key did not commit after all.
+func (s *secretFile) remove() {
+	if s != nil {
+		os.Remove(s.path)
+	}
+}
+
+// ignoreSIGPIPE makes a write to a closed pipe fail with EPIPE instead of
+// killing the process, so that create and rotate learn that their secret
+// did not arrive (keyctl create | false) and undo the key.
+func ignoreSIGPIPE() { signal.Ignore(syscall.SIGPIPE) }
+
+// issuance is what create and rotate print around a new secret, and what
+// they do when it cannot be delivered or its key does not commit.
+type issuance struct {
+	io     *output.IOStreams
+	verb   string // "Created", "Rotated"
+	notice string // for people, e.g. how long the previous secret works
+	file   *secretFile
+	out    secretOutput
+	now    time.Time
+
+	delivered bool
+}
+
+// deliver hands the secret over, for the store to call before it commits:
+// into the file, or on stdout as printIssued shows it. An error writing it
+// means it did not arrive.
+func (is *issuance) deliver(k *keys.Key, secret string) error {
+	if is.file != nil {
+		if err := is.file.write(secret); err != nil {
+			return err
+		}
+	} else if err := printIssued(is.io, is.issued(k, secret)); err != nil {
+		return err
+	}
+	is.delivered = true
+	return nil
+}
+
+// finish prints, once the key is committed, what goes with a secret
+// written to a file. A failure to print it now leaves the key as it is:
+// its secret is in the file.
+func (is *issuance) finish(k *keys.Key) error {
+	if is.file == nil {
+		return nil
+	}
+	return printIssued(is.io, is.issued(k, ""))
+}
+
+// failed cleans up after the store refused or failed: the file goes, and a
+// secret that reached stdout before a failed commit is said to be void.
+func (is *issuance) failed(err error) error {
+	if is.file != nil {
+		if is.delivered {
+			is.file.remove()
+		} else {
+			is.file.abandon()
+		}
+		return err
+	}
+	if is.delivered {
+		return fmt.Errorf("%w; the secret printed above was never valid", err)
+	}
+	return err
+}
+
+func (is *issuance) issued(k *keys.Key, secret string) issued {
+	return issued{key: k, secret: secret, headline: fmt.Sprintf("%s key %s (%s)", is.verb, output.Escape(k.Name), output.Escape(k.ID)),
+		notice: is.notice, file: is.file, out: is.out, now: is.now}
+}
+
+// issued is what printIssued shows: the key, its secret (empty once it went
+// to a file), and a line saying what happened.
 type issued struct {
 	key      *keys.Key
 	secret   string
@@ -75,11 +180,19 @@ type secretOutput struct {
 
 // parseSecretOutput reads -o (table, json, yaml or env), --env-var and
 // GITHUB_ACTIONS, and checks that they go together with --secret-file.
-func parseSecretOutput(f *Factory, envVar string, envVarSet bool, secretFile string) (secretOutput, error) {
-	format, err := f.outputFormat(output.Table, output.JSON, output.YAML, output.Env)
-	if err != nil {
-		return secretOutput{}, err
+//
+// Only -o on the command line changes how the secret is printed: a default
+// output format from the config file or KEYCTL_OUTPUT is for listings, and
+// must not change what KEY=$(keyctl create) captures.
+func parseSecretOutput(cmd *cobra.Command, envVar, secretFile string) (secretOutput, error) {
+	format := output.Table
+	if fl := cmd.Flags().Lookup("output"); fl != nil && fl.Changed {
+		var err error
+		if format, err = output.ParseFormat(fl.Value.String(), output.Table, output.JSON, output.YAML, output.Env); err != nil {
+			return secretOutput{}, flagErr("output", err)
+		}
 	}
+	envVarSet := cmd.Flags().Changed("env-var")
 	switch {
 	case envVarSet && format != output.Env:
 		return secretOutput{}, flagErr("env-var", fmt.Errorf("goes with -o env"))
@@ -101,50 +214,71 @@ type keyWithSecret struct {
 
 // printIssued shows a secret exactly once: in a block on a terminal; alone on
 // stdout, with the details on stderr, in a pipe; in the object with -o
-// json|yaml; as NAME=secret with -o env; or only in the file with
-// --secret-file. In GitHub Actions, a mask command for the job log comes
-// first on stdout.
-func printIssued(io *output.IOStreams, r issued) error {
-	if r.file != nil {
-		if err := r.file.write(r.secret); err != nil {
-			return err
-		}
-		r.secret = ""
+// json|yaml; as NAME=secret with -o env; or, with --secret-file, not at all
+// (r.secret is empty: the file has it). In GitHub Actions, a mask command
+// for the job log comes first, on stderr: the runner reads workflow
+// commands from both streams, and stdout carries the data alone. The error
+// is the first write to stdout that failed.
+func printIssued(ios *output.IOStreams, r issued) error {
+	stdout := &errWriter{w: ios.Out}
+	err := writeIssued(ios, stdout, r)
+	if stdout.err != nil {
+		return fmt.Errorf("writing the secret to stdout: %w", stdout.err)
 	}
+	return err
+}
+
+func writeIssued(ios *output.IOStreams, stdout io.Writer, r issued) error {
 	if r.out.mask && r.secret != "" {
-		fmt.Fprintf(io.Out, "::add-mask::%s\n", r.secret)
+		fmt.Fprintf(ios.ErrOut, "::add-mask::%s\n", r.secret)
 	}
 	switch r.out.format {
 	case output.JSON:
-		return output.WriteJSON(io.Out, keyWithSecret{r.key, r.secret})
+		return output.WriteJSON(stdout, keyWithSecret{r.key, r.secret})
 	case output.YAML:
-		return output.WriteYAML(io.Out, keyWithSecret{r.key, r.secret})
+		return output.WriteYAML(stdout, keyWithSecret{r.key, r.secret})
 	}
 
-	toTTY := io.IsStdoutTTY() && r.out.format == output.Table
-	details := io.ErrOut
+	toTTY := ios.IsStdoutTTY() && r.out.format == output.Table
+	details := ios.ErrOut
 	if toTTY {
-		details = io.Out
+		details = stdout
 	}
 	fmt.Fprintf(details, "%s\n\n", r.headline)
-	output.KeyDetails(io, details, r.key, r.now)
+	output.KeyDetails(ios, details, r.key, r.now)
 	if r.notice != "" {
 		fmt.Fprintf(details, "\n%s\n", r.notice)
 	}
 	switch {
 	case r.file != nil:
 		fmt.Fprintf(details, "\nThe secret was written to %s (mode 0600). It is not stored anywhere else.\n", r.file.path)
-		return nil
 	case toTTY:
-		fmt.Fprintf(io.Out, "\n%-13s %s\n\n", "Secret:", r.secret)
-		fmt.Fprintln(io.Out, "Copy the secret now: keyctl stores only its digest and cannot show it again.")
-		return nil
+		fmt.Fprintf(stdout, "\n%-13s %s\n\n", "Secret:", r.secret)
+		fmt.Fprintln(stdout, "Copy the secret now: keyctl stores only its digest and cannot show it again.")
 	case r.out.format == output.Env:
 		fmt.Fprintf(details, "\nThe secret is on stdout as %s. keyctl stores only its digest and cannot show it again.\n", r.out.envVar)
-		_, err := fmt.Fprintf(io.Out, "%s=%s\n", r.out.envVar, r.secret)
-		return err
+		fmt.Fprintf(stdout, "%s=%s\n", r.out.envVar, r.secret)
+	default:
+		fmt.Fprintln(details, "\nThe secret is on stdout. keyctl stores only its digest and cannot show it again.")
+		fmt.Fprintln(stdout, r.secret)
 	}
-	fmt.Fprintln(details, "\nThe secret is on stdout. keyctl stores only its digest and cannot show it again.")
-	_, err := fmt.Fprintln(io.Out, r.secret)
-	return err
+	return nil
+}
+
+// errWriter keeps the first error of its writer, and writes nothing after
+// it.
+type errWriter struct {
+	w   io.Writer
+	err error
+}
+
+func (e *errWriter) Write(p []byte) (int, error) {
+	if e.err != nil {
+		return 0, e.err
+	}
+	n, err := e.w.Write(p)
+	if err != nil {
+		e.err = err
+	}
+	return n, err
 }

@@ -5,22 +5,30 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"time"
 
 	"github.com/spf13/cobra"
 
+	"github.com/keyctl/keyctl/output"
 	"github.com/keyctl/keyctl/server"
 	"github.com/keyctl/keyctl/store"
 )
 
 // ServeOptions are the parsed flags of keyctl serve.
 type ServeOptions struct {
-	Addr    string
-	TLSCert string
-	TLSKey  string
+	IO *output.IOStreams
+	// OpenLocal opens the database to serve; DB is its address (a path or
+	// a postgres:// URL).
+	OpenLocal func(context.Context) (store.Store, error)
+	DB        string
+	Now       func() time.Time
+	Addr      string
+	TLSCert   string
+	TLSKey    string
 }
 
-func newServeCmd(f *Factory) *cobra.Command {
-	opts := &ServeOptions{}
+func newServeCmd(f *Factory, runF func(context.Context, *ServeOptions) error) *cobra.Command {
+	opts := &ServeOptions{IO: f.IO, OpenLocal: f.openLocal, Now: f.Now}
 	cmd := &cobra.Command{
 		Use:   "serve",
 		Short: "Serve the database over an HTTP API",
@@ -55,7 +63,12 @@ recorded, and keyctl exits 0.`,
 			if _, _, err := net.SplitHostPort(opts.Addr); err != nil {
 				return flagErr("addr", fmt.Errorf("%q is not host:port", opts.Addr))
 			}
-			return runServe(cmd.Context(), f, opts)
+			opts.DB = f.Config.GetString("db")
+			f.graceful.Store(true)
+			if runF != nil {
+				return runF(cmd.Context(), opts)
+			}
+			return runServe(cmd.Context(), opts)
 		},
 	}
 	fl := cmd.Flags()
@@ -65,8 +78,8 @@ recorded, and keyctl exits 0.`,
 	return cmd
 }
 
-func runServe(ctx context.Context, f *Factory, opts *ServeOptions) error {
-	st, err := f.openLocal(ctx)
+func runServe(ctx context.Context, opts *ServeOptions) error {
+	st, err := opts.OpenLocal(ctx)
 	if err != nil {
 		return err
 	}
@@ -80,13 +93,13 @@ func runServe(ctx context.Context, f *Factory, opts *ServeOptions) error {
 		scheme = "https"
 	}
 	if ap, err := netip.ParseAddrPort(ln.Addr().String()); err == nil && !ap.Addr().IsLoopback() && scheme == "http" {
-		f.IO.Notef("keyctl: warning: plain HTTP on %s: tokens cross the network in clear text; use --tls-cert and --tls-key", ln.Addr())
+		opts.IO.Notef("keyctl: warning: plain HTTP on %s: tokens cross the network in clear text; use --tls-cert and --tls-key", ln.Addr())
 	}
-	f.IO.Notef("keyctl: serving %s on %s://%s", store.Redact(f.Config.GetString("db")), scheme, ln.Addr())
-	srv := server.New(st, server.Options{AccessLog: f.IO.ErrOut, Now: f.Now})
+	opts.IO.Notef("keyctl: serving %s on %s://%s", store.Redact(opts.DB), scheme, ln.Addr())
+	srv := server.New(st, server.Options{AccessLog: opts.IO.ErrOut, Now: opts.Now})
 	if err := srv.Run(ctx, ln, server.TLS{CertFile: opts.TLSCert, KeyFile: opts.TLSKey}); err != nil {
 		return err
 	}
-	f.IO.Notef("keyctl: stopped; every request in flight was answered and recorded")
+	opts.IO.Notef("keyctl: stopped; every request in flight was answered and recorded")
 	return nil
 }

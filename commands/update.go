@@ -13,6 +13,7 @@ import (
 
 // UpdateOptions are the parsed flags of keyctl update.
 type UpdateOptions struct {
+	Deps
 	Ref    string
 	Params keys.UpdateParams
 	Format output.Format
@@ -29,7 +30,8 @@ func newUpdateCmd(f *Factory, runF func(context.Context, *UpdateOptions) error) 
 		Short: "Change a key's settings",
 		Long: `Change a key's name, description, scopes, expiry, allowed addresses, quota,
 rate limit or metadata. The secret stays the same. A revoked key cannot be
-updated (exit 4).
+updated (exit 4). An update that would change nothing says so, and changes
+nothing.
 
 --expires never, --quota unlimited and --rate-limit none remove a limit.
 --quota N grants N uses from now on.`,
@@ -39,12 +41,12 @@ updated (exit 4).
 		Args:              exactKey,
 		ValidArgsFunction: completeKeys(f, false),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			opts := &UpdateOptions{Ref: args[0]}
+			opts := &UpdateOptions{Deps: f.deps(), Ref: args[0]}
 			p := &opts.Params
 			fl := cmd.Flags()
 			var err error
 			if fl.Changed("name") {
-				if err := keys.ValidateName(name); err != nil {
+				if err := keys.ValidateNewName(name); err != nil {
 					return flagErr("name", err)
 				}
 				p.Name = &name
@@ -94,16 +96,7 @@ updated (exit 4).
 			if runF != nil {
 				return runF(cmd.Context(), opts)
 			}
-			return f.withStore(cmd.Context(), func(s store.Store) error {
-				k, err := s.Update(cmd.Context(), opts.Ref, opts.Params)
-				if err != nil {
-					return withHintIfConflict(err, "choose another --name, or revoke the key that holds it")
-				}
-				if opts.Format == output.Table {
-					f.IO.Notef("Updated key %s (%s)", k.Name, k.ID)
-				}
-				return printKey(f, opts.Format, k)
-			})
+			return runUpdate(cmd.Context(), opts)
 		},
 	}
 	fl := cmd.Flags()
@@ -111,12 +104,38 @@ updated (exit 4).
 	fl.StringVar(&description, "description", "", "new description")
 	fl.StringArrayVar(&addScopes, "add-scope", nil, "scope to add; repeat or separate with commas")
 	fl.StringArrayVar(&removeScopes, "remove-scope", nil, "scope to remove; repeat or separate with commas")
-	fl.StringVar(&expires, "expires", "", "new expiry: a duration, a date, an RFC 3339 time, or never")
+	kindVar(fl, &expires, "expires", "", "duration|date", "new expiry: a duration, a date, an RFC 3339 time, or never")
 	fl.StringArrayVar(&addIPs, "allow-ip", nil, "IP address or CIDR to allow; repeatable")
 	fl.StringArrayVar(&removeIPs, "remove-ip", nil, "IP address or CIDR to remove from the allowlist; repeatable")
-	fl.StringVar(&quota, "quota", "", "uses allowed from now on, or unlimited")
-	fl.StringVar(&rateLimit, "rate-limit", "", "rate limit N/s, N/m, N/h or N/d, or none")
+	kindVar(fl, &quota, "quota", "", "int", "uses allowed from now on, or unlimited")
+	kindVar(fl, &rateLimit, "rate-limit", "", "N/unit", "rate limit N/s, N/m, N/h or N/d, or none")
 	fl.StringArrayVar(&meta, "meta", nil, "metadata key=value to set; repeatable")
 	fl.StringArrayVar(&removeMeta, "remove-meta", nil, "metadata key to remove; repeatable")
 	return cmd
+}
+
+func runUpdate(ctx context.Context, opts *UpdateOptions) error {
+	return opts.withStore(ctx, func(s store.Store) error {
+		before, err := s.Get(ctx, opts.Ref)
+		if err != nil {
+			return err
+		}
+		if before.Status != keys.Revoked {
+			if after := opts.Params.Apply(before); len(keys.Diff(before, &after)) == 0 {
+				opts.IO.Notef("Nothing to change: key %s (%s) already has these settings", before.Name, before.ID)
+				if opts.Format == output.Table {
+					return nil
+				}
+				return printKey(opts.Deps, opts.Format, before)
+			}
+		}
+		k, err := s.Update(ctx, before.ID, opts.Params)
+		if err != nil {
+			return withHintIfConflict(err, "choose another --name, or revoke the key that holds it")
+		}
+		if opts.Format == output.Table {
+			opts.IO.Notef("Updated key %s (%s)", k.Name, k.ID)
+		}
+		return printKey(opts.Deps, opts.Format, k)
+	})
 }

@@ -16,12 +16,13 @@ import (
 
 // UsageOptions are the parsed flags of keyctl usage.
 type UsageOptions struct {
+	Deps
 	Ref    string
 	Query  keys.UsageQuery
 	Format output.Format
 }
 
-func newUsageCmd(f *Factory) *cobra.Command {
+func newUsageCmd(f *Factory, runF func(context.Context, *UsageOptions) error) *cobra.Command {
 	var since, limit string
 	cmd := &cobra.Command{
 		Use:   "usage KEY",
@@ -35,7 +36,7 @@ kept for a bounded time (usage_retention in the config, KEYCTL_USAGE_RETENTION;
 		Args:              exactKey,
 		ValidArgsFunction: completeKeys(f, true),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			opts := &UsageOptions{Ref: args[0]}
+			opts := &UsageOptions{Deps: f.deps(), Ref: args[0]}
 			var err error
 			if since != "" {
 				d, err := parsePositiveDuration("since", since)
@@ -52,31 +53,35 @@ kept for a bounded time (usage_retention in the config, KEYCTL_USAGE_RETENTION;
 			if opts.Format, err = f.outputFormat(); err != nil {
 				return err
 			}
-			return runUsage(cmd.Context(), f, opts)
+			if runF != nil {
+				return runF(cmd.Context(), opts)
+			}
+			return runUsage(cmd.Context(), opts)
 		},
 	}
-	cmd.Flags().StringVar(&since, "since", "", "only verifications within this duration (e.g. 24h, 7d)")
-	cmd.Flags().StringVar(&limit, "limit", "20", "how many recent verifications to list")
+	kindVar(cmd.Flags(), &since, "since", "", "duration", "only verifications within this duration (e.g. 24h, 7d)")
+	kindVar(cmd.Flags(), &limit, "limit", "20", "int", "how many recent verifications to list")
 	return cmd
 }
 
-func runUsage(ctx context.Context, f *Factory, opts *UsageOptions) error {
-	return f.withStore(ctx, func(s store.Store) error {
+func runUsage(ctx context.Context, opts *UsageOptions) error {
+	return opts.withStore(ctx, func(s store.Store) error {
 		rep, err := s.Usage(ctx, opts.Ref, opts.Query)
 		if err != nil {
 			return err
 		}
-		return printData(f, opts.Format, rep, func() error { return printUsageTables(f, rep) })
+		return printData(opts.IO, opts.Format, rep, func() error { return printUsageTables(opts.Deps, rep) })
 	})
 }
 
-func printUsageTables(f *Factory, rep *keys.UsageReport) error {
-	io, now, k := f.IO, f.Now(), rep.Key
+func printUsageTables(d Deps, rep *keys.UsageReport) error {
+	io, now, k := d.IO, d.Now(), rep.Key
 	tty := io.IsStdoutTTY()
 	last := output.Time(k.LastUsedAt, now, tty, "never")
-	fmt.Fprintf(io.Out, "%s (%s): %d uses, last used %s", k.Name, k.ID, k.UsageCount, last)
+	fmt.Fprintf(io.Out, "%s (%s): %s, last used %s", output.Escape(k.Name), output.Escape(k.ID),
+		output.Plural(int(k.UsageCount), "use", "uses"), last)
 	if k.LastUsedIP != "" {
-		fmt.Fprintf(io.Out, " from %s", k.LastUsedIP)
+		fmt.Fprintf(io.Out, " from %s", output.Escape(k.LastUsedIP))
 	}
 	fmt.Fprintf(io.Out, "; history kept %s\n", rep.Retention)
 	if k.Quota != nil && k.QuotaRemaining != nil {

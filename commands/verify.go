@@ -12,7 +12,6 @@ import (
 	"strings"
 
 	"github.com/spf13/cobra"
-	"golang.org/x/term"
 
 	"github.com/keyctl/keyctl/apikey"
 	"github.com/keyctl/keyctl/output"
@@ -54,6 +53,7 @@ const verifyResultsHelp = `RESULTS
 
 // VerifyOptions are the parsed flags of keyctl verify.
 type VerifyOptions struct {
+	Deps
 	Request keys.VerifyRequest
 	Arg     string // the positional argument, if any ("-" is stdin)
 	FromEnv string
@@ -62,10 +62,10 @@ type VerifyOptions struct {
 	Format  output.Format
 }
 
-func newVerifyCmd(f *Factory) *cobra.Command {
+func newVerifyCmd(f *Factory, runF func(context.Context, *VerifyOptions) error) *cobra.Command {
 	var scopes []string
 	var env, ip, cost string
-	opts := &VerifyOptions{}
+	opts := &VerifyOptions{Deps: f.deps()}
 	cmd := &cobra.Command{
 		Use:   "verify [-]",
 		Short: "Check whether a key may be used, with a stable exit status",
@@ -121,22 +121,25 @@ result, and -q silences it.
 			if opts.Format, err = f.outputFormat(); err != nil {
 				return err
 			}
-			return runVerify(cmd.Context(), f, opts)
+			if runF != nil {
+				return runF(cmd.Context(), opts)
+			}
+			return runVerify(cmd.Context(), opts)
 		},
 	}
 	fl := cmd.Flags()
 	fl.StringArrayVar(&scopes, "scope", nil, "scope the key must hold; repeat or separate with commas (all are required)")
 	fl.StringVar(&env, "env", "", "environment the key must belong to")
 	fl.StringVar(&ip, "ip", "", "the client's address, checked against the key's allowlist")
-	fl.StringVar(&cost, "cost", "1", "quota units to spend; 0 checks without spending")
+	kindVar(fl, &cost, "cost", "1", "int", "quota units to spend; 0 checks without spending")
 	fl.StringVar(&opts.FromEnv, "from-env", "", "read the key from this environment variable")
 	fl.BoolVar(&opts.Offline, "offline", false, "check only shape and checksum, without any database")
 	fl.BoolVarP(&opts.Quiet, "quiet", "q", false, "print nothing; the exit status says it all")
 	return cmd
 }
 
-func runVerify(ctx context.Context, f *Factory, opts *VerifyOptions) error {
-	token, err := readKey(f.IO, opts)
+func runVerify(ctx context.Context, opts *VerifyOptions) error {
+	token, err := readKey(ctx, opts.IO, opts)
 	if err != nil {
 		return err
 	}
@@ -155,7 +158,7 @@ func runVerify(ctx context.Context, f *Factory, opts *VerifyOptions) error {
 		}
 	}
 	if res == nil {
-		err := f.withStore(ctx, func(s store.Store) error {
+		err := opts.withStore(ctx, func(s store.Store) error {
 			res, err = s.Verify(ctx, opts.Request)
 			return err
 		})
@@ -163,7 +166,7 @@ func runVerify(ctx context.Context, f *Factory, opts *VerifyOptions) error {
 			return fmt.Errorf("could not verify the key: %w", err)
 		}
 	}
-	if err := printVerify(f, opts, res); err != nil {
+	if err := printVerify(opts, res); err != nil {
 		return err
 	}
 	if res.Code == keys.Valid {
@@ -174,7 +177,7 @@ func runVerify(ctx context.Context, f *Factory, opts *VerifyOptions) error {
 
 // readKey reads the key from the argument, --from-env, a hidden prompt on a
 // terminal, or stdin (at most maxKeyInput bytes), and trims it.
-func readKey(io *output.IOStreams, opts *VerifyOptions) (string, error) {
+func readKey(ctx context.Context, io *output.IOStreams, opts *VerifyOptions) (string, error) {
 	switch {
 	case opts.FromEnv != "":
 		v, ok := os.LookupEnv(opts.FromEnv)
@@ -187,12 +190,8 @@ func readKey(io *output.IOStreams, opts *VerifyOptions) (string, error) {
 		return strings.TrimSpace(opts.Arg), nil
 	case opts.Arg == "" && io.IsStdinTTY():
 		fmt.Fprint(io.ErrOut, "Key: ")
-		b, err := term.ReadPassword(int(os.Stdin.Fd()))
-		fmt.Fprintln(io.ErrOut)
-		if err != nil {
-			return "", fmt.Errorf("reading the key from the terminal: %w", err)
-		}
-		return strings.TrimSpace(string(b)), nil
+		key, err := readHidden(ctx, io)
+		return strings.TrimSpace(key), err
 	}
 	return readLimited(io.In)
 }
@@ -207,20 +206,20 @@ func readLimited(r io.Reader) (string, error) {
 	return strings.TrimSpace(string(b)), nil
 }
 
-func printVerify(f *Factory, opts *VerifyOptions, res *keys.VerifyResult) error {
+func printVerify(opts *VerifyOptions, res *keys.VerifyResult) error {
 	if opts.Quiet {
 		return nil
 	}
-	return printData(f, opts.Format, res, func() error {
+	return printData(opts.IO, opts.Format, res, func() error {
 		label := strings.ToLower(strings.ReplaceAll(string(res.Code), "_", " "))
 		k := res.Key
 		switch {
 		case res.Code == keys.Valid && k != nil:
-			f.IO.Notef("keyctl: valid: %s (%s) scopes %s env %s", k.Name, k.ID, strings.Join(k.Scopes, ","), k.Env)
+			opts.IO.Notef("keyctl: valid: %s (%s) scopes %s env %s", k.Name, k.ID, joinOrNone(k.Scopes), k.Env)
 		case k != nil:
-			f.IO.Notef("keyctl: %s: %s (%s): %s", label, k.Name, k.ID, res.Reason)
+			opts.IO.Notef("keyctl: %s: %s (%s): %s", label, k.Name, k.ID, res.Reason)
 		default:
-			f.IO.Notef("keyctl: %s: %s", label, res.Reason)
+			opts.IO.Notef("keyctl: %s: %s", label, res.Reason)
 		}
 		return nil
 	})

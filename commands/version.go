@@ -1,11 +1,14 @@
 package commands
 
 import (
+	"context"
 	"fmt"
 	"runtime"
 	"runtime/debug"
 
 	"github.com/spf13/cobra"
+
+	"github.com/keyctl/keyctl/output"
 )
 
 // version is set at release time with
@@ -33,26 +36,45 @@ func Version() string {
 	return "dev"
 }
 
-func newVersionCmd(f *Factory) *cobra.Command {
+// VersionOptions are the parsed flags of keyctl version.
+type VersionOptions struct {
+	IO     *output.IOStreams
+	Format output.Format
+}
+
+func newVersionCmd(f *Factory, runF func(context.Context, *VersionOptions) error) *cobra.Command {
 	return &cobra.Command{
 		Use:   "version",
 		Short: "Print keyctl's version",
 		Args:  noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			format, err := f.outputFormat()
-			if err != nil {
+			opts := &VersionOptions{IO: f.IO}
+			var err error
+			if opts.Format, err = f.outputFormat(); err != nil {
 				return err
 			}
-			v := struct {
-				Version string `json:"version"`
-				Go      string `json:"go"`
-				OS      string `json:"os"`
-				Arch    string `json:"arch"`
-			}{Version(), runtime.Version(), runtime.GOOS, runtime.GOARCH}
-			return printData(f, format, v, func() error {
-				_, err := fmt.Fprintf(f.IO.Out, "keyctl %s (%s, %s/%s)\n", v.Version, v.Go, v.OS, v.Arch)
-				return err
-			})
+			if runF != nil {
+				return runF(cmd.Context(), opts)
+			}
+			return runVersion(cmd.Context(), opts)
 		},
 	}
+}
+
+func runVersion(_ context.Context, opts *VersionOptions) error {
+	v := struct {
+		Version string `json:"version"`
+		Go      string `json:"go"`
+		OS      string `json:"os"`
+		Arch    string `json:"arch"`
+	}{Version(), runtime.Version(), runtime.GOOS, runtime.GOARCH}
+	return printData(opts.IO, opts.Format, v, func() error {
+		_, err := fmt.Fprint(opts.IO.Out, versionLine())
+		return err
+	})
+}
+
+// versionLine is what keyctl version and keyctl --version print.
+func versionLine() string {
+	return fmt.Sprintf("keyctl %s (%s, %s/%s)\n", Version(), runtime.Version(), runtime.GOOS, runtime.GOARCH)
 }

@@ -1,7 +1,6 @@
 package output
 
 import (
-	"bytes"
 	"fmt"
 	"io"
 	"slices"
@@ -9,45 +8,7 @@ import (
 	"time"
 
 	"github.com/keyctl/keyctl/store/keys"
-	"github.com/olekukonko/tablewriter"
-	"github.com/olekukonko/tablewriter/renderer"
-	"github.com/olekukonko/tablewriter/tw"
 )
-
-// WriteTable writes a plain, borderless table (gh style): an upper-case
-// header line and one line a row, columns separated by two spaces.
-func WriteTable(w io.Writer, header []string, rows [][]string) error {
-	var buf bytes.Buffer
-	table := tablewriter.NewTable(&buf,
-		tablewriter.WithRenderer(renderer.NewBlueprint(tw.Rendition{
-			Borders: tw.BorderNone,
-			Settings: tw.Settings{
-				Separators: tw.Separators{BetweenColumns: tw.Off, BetweenRows: tw.Off},
-				Lines:      tw.Lines{ShowHeaderLine: tw.Off},
-			},
-		})),
-		tablewriter.WithHeaderAutoFormat(tw.Off),
-		tablewriter.WithHeaderAlignment(tw.AlignLeft),
-		tablewriter.WithRowAlignment(tw.AlignLeft),
-		tablewriter.WithRowAutoWrap(tw.WrapNone),
-		tablewriter.WithHeaderAutoWrap(tw.WrapNone),
-		tablewriter.WithTrimSpace(tw.Off),
-		tablewriter.WithPadding(tw.Padding{Right: "  ", Overwrite: true}),
-	)
-	table.Header(header)
-	if err := table.Bulk(rows); err != nil {
-		return err
-	}
-	if err := table.Render(); err != nil {
-		return err
-	}
-	for _, line := range strings.Split(strings.TrimRight(buf.String(), "\n"), "\n") {
-		if _, err := fmt.Fprintln(w, strings.TrimRight(line, " ")); err != nil {
-			return err
-		}
-	}
-	return nil
-}
 
 var statusColors = map[keys.Status]string{
 	keys.Active:   "\x1b[32m", // green
@@ -64,24 +25,37 @@ func (s *IOStreams) Status(st keys.Status) string {
 	return statusColors[st] + string(st) + "\x1b[0m"
 }
 
-// KeyTable prints keys as a table for people.
-func KeyTable(s *IOStreams, keys []*keys.Key, now time.Time) error {
-	if len(keys) == 0 {
+// KeyTable prints keys as a table for people. On a terminal it fits the
+// terminal's width: long names and scopes are cut first.
+func KeyTable(s *IOStreams, list []*keys.Key, now time.Time) error {
+	if len(list) == 0 {
 		if s.IsStdoutTTY() {
 			fmt.Fprintln(s.ErrOut, "no keys match")
 		}
 		return nil
 	}
 	tty := s.IsStdoutTTY()
-	rows := make([][]string, 0, len(keys))
-	for _, k := range keys {
+	rows := make([][]string, 0, len(list))
+	for _, k := range list {
 		rows = append(rows, []string{
-			k.Name, k.ID, k.Masked(), joinOr(k.Scopes, "-"), string(k.Env), s.Status(k.Status),
+			k.Name, k.ID, k.Masked(), joinOr(k.Scopes, "-"), string(k.Env), string(k.Status),
 			Time(k.ExpiresAt, now, tty, "never"), Time(k.LastUsedAt, now, tty, "never"),
 			Time(&k.CreatedAt, now, tty, ""),
 		})
 	}
-	return WriteTable(s.Out, []string{"NAME", "ID", "KEY", "SCOPES", "ENV", "STATUS", "EXPIRES", "LAST USED", "CREATED"}, rows)
+	const statusCol = 5
+	return TextTable{
+		Header: []string{"NAME", "ID", "KEY", "SCOPES", "ENV", "STATUS", "EXPIRES", "LAST USED", "CREATED"},
+		Rows:   rows,
+		Width:  s.TerminalWidth(),
+		Flex:   []int{0, 3},
+		Paint: func(col int, cell string) string {
+			if col != statusCol {
+				return cell
+			}
+			return s.Status(keys.Status(cell))
+		},
+	}.Write(s.Out)
 }
 
 func joinOr(items []string, none string) string {
@@ -91,7 +65,8 @@ func joinOr(items []string, none string) string {
 	return strings.Join(items, ",")
 }
 
-// KeyDetails prints one key as labelled lines for people.
+// KeyDetails prints one key as labelled lines for people, its stored text
+// escaped.
 func KeyDetails(s *IOStreams, w io.Writer, k *keys.Key, now time.Time) {
 	tty := s.IsStdoutTTY()
 	when := func(t *time.Time, unset string) string {
@@ -103,7 +78,7 @@ func KeyDetails(s *IOStreams, w io.Writer, k *keys.Key, now time.Time) {
 	}
 	line := func(label, value string) {
 		if value != "" {
-			fmt.Fprintf(w, "%-13s %s\n", label+":", value)
+			fmt.Fprintf(w, "%-13s %s\n", label+":", Escape(value))
 		}
 	}
 	line("Name", k.Name)
@@ -112,7 +87,7 @@ func KeyDetails(s *IOStreams, w io.Writer, k *keys.Key, now time.Time) {
 	line("Description", k.Description)
 	line("Scopes", joinOr(k.Scopes, "none"))
 	line("Env", string(k.Env))
-	line("Status", s.Status(k.Status))
+	fmt.Fprintf(w, "%-13s %s\n", "Status:", s.Status(keys.Status(Escape(string(k.Status)))))
 	line("Expires", when(k.ExpiresAt, "never"))
 	line("Allowed IPs", joinOr(k.AllowedIPs, "any"))
 	line("Quota", quota(k))
@@ -166,4 +141,30 @@ func metadata(m map[string]string) string {
 	}
 	slices.Sort(pairs)
 	return strings.Join(pairs, ", ")
+}
+
+// SecretLines prints a key's live secrets under the key's details: the
+// current one and those in a rotation's grace, with when they were issued
+// and when they end.
+func SecretLines(s *IOStreams, w io.Writer, secrets []keys.SecretInfo, now time.Time) {
+	tty := s.IsStdoutTTY()
+	when := func(t time.Time) string {
+		if tty {
+			return Relative(t, now) + " (" + t.UTC().Format(time.RFC3339) + ")"
+		}
+		return t.UTC().Format(time.RFC3339)
+	}
+	label := "Secrets:"
+	if len(secrets) == 0 {
+		fmt.Fprintf(w, "%-13s %s\n", label, "none live")
+		return
+	}
+	for _, sc := range secrets {
+		state := "current"
+		if sc.EndsAt != nil {
+			state = "ends " + when(*sc.EndsAt)
+		}
+		fmt.Fprintf(w, "%-13s %s…  %s, issued %s\n", label, Escape(sc.Start), state, when(sc.CreatedAt))
+		label = ""
+	}
 }

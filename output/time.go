@@ -48,9 +48,12 @@ func Relative(t, now time.Time) string {
 	return s + " ago"
 }
 
-func plural(n int, unit string) string {
+func plural(n int, unit string) string { return Plural(n, unit, unit+"s") }
+
+// Plural is n and the word that goes with it: "1 key", "2 keys", "0 keys".
+func Plural(n int, one, many string) string {
 	if n == 1 {
-		return fmt.Sprintf("1 %s", unit)
+		return "1 " + one
 	}
-	return fmt.Sprintf("%d %ss", n, unit)
+	return fmt.Sprintf("%d %s", n, many)
 }

@@ -1,17 +1,21 @@
 // Package scan finds keyctl keys in text: any token of the keyctl shape
 // whose checksum holds, so that look-alikes and prose that mentions
-// "sk_live_" are never reported. It reads files and directory trees,
-// skipping .git, binary files and files over a size bound.
+// "sk_live_" are never reported, wherever a character no token holds (or an
+// escape sequence of a log, JSON or URL) bounds it. It reads files and
+// directory trees, passing over .git and binary files in trees, and says
+// which files it skipped.
 package scan
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"fmt"
 	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
+	"sync/atomic"
 
 	"github.com/keyctl/keyctl/apikey"
 )
@@ -36,17 +40,20 @@ func (f Finding) Masked() string {
 
 // Options bound a scan.
 type Options struct {
-	// MaxSize is the largest file scanned, in bytes; larger files are
-	// skipped. Standard input is scanned whatever its size.
+	// MaxSize is the largest file scanned in a tree, in bytes; larger files
+	// are skipped. A file named explicitly, and standard input, are scanned
+	// whatever their size.
 	MaxSize int64
+	// Progress, when not nil, counts what is read as the scan goes.
+	Progress *Progress
 }
 
 // Stats counts what a scan read and passed over.
 type Stats struct {
-	Files        int
-	Bytes        int64
-	SkippedLarge int
-	SkippedBin   int
+	Files      int
+	Bytes      int64
+	SkippedBin int    // binary files in trees, passed over by design
+	Skipped    []Skip // files not read, or read only in part
 }
 
 const chunkSize = 1 << 20
@@ -142,7 +149,7 @@ func indexAll(b, sep []byte) []int {
 }
 
 // tokenAt checks whether the marker at m belongs to a well-formed token
-// whose checksum holds, with a word boundary on both sides, and returns its
+// whose checksum holds, with a boundary on both sides, and returns its
 // bounds. Of several possible prefixes, the longest valid one wins.
 func tokenAt(b []byte, m int) (start, end int, ok bool) {
 	end = m + 6 + apikey.BodyLen + apikey.ChecksumLen
@@ -158,11 +165,8 @@ func tokenAt(b []byte, m int) (start, end int, ok bool) {
 	for run > 0 && m-run < apikey.MaxPrefixLen && isPrefixByte(b[run-1]) {
 		run--
 	}
-	if run > 0 && (isTokenByte(b[run-1])) {
-		return 0, 0, false // the word goes on beyond the longest prefix
-	}
 	for s := run; s < m; s++ {
-		if b[s] < 'a' || b[s] > 'z' || (s > run && b[s-1] != '_' && b[s-1] != '-') {
+		if b[s] < 'a' || b[s] > 'z' || !leftBounded(b, s, run) {
 			continue
 		}
 		if _, err := apikey.Parse(string(b[s:end])); err == nil {
@@ -170,6 +174,53 @@ func tokenAt(b []byte, m int) (start, end int, ok bool) {
 		}
 	}
 	return 0, 0, false
+}
+
+// leftBounded reports whether a token may start at s, in the run of prefix
+// bytes that starts at run: at the start of the text, after a character no
+// token holds, after a '_' or '-' inside the run, or right after an escape
+// sequence of a log or JSON line (\n, \t, \", \u0022, \x22) or of a URL
+// (%0A, %22, %3D), whose last characters would otherwise glue to the token.
+func leftBounded(b []byte, s, run int) bool {
+	if s == 0 || !isTokenByte(b[s-1]) {
+		return true
+	}
+	if s > run && (b[s-1] == '_' || b[s-1] == '-') {
+		return true
+	}
+	return escapeEndsAt(b, s)
+}
+
+// escapeEndsAt reports whether an escape sequence ends right before s:
+// \X for a letter X, \uXXXX, \xXX, or %XX.
+func escapeEndsAt(b []byte, s int) bool {
+	at := func(i int) byte {
+		if i < 0 {
+			return 0
+		}
+		return b[i]
+	}
+	letter := func(c byte) bool { return 'a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' }
+	hex := func(i, n int) bool {
+		for j := i; j < i+n; j++ {
+			c := at(j)
+			if !('0' <= c && c <= '9' || 'a' <= c && c <= 'f' || 'A' <= c && c <= 'F') {
+				return false
+			}
+		}
+		return true
+	}
+	switch {
+	case at(s-2) == '\\' && letter(at(s-1)):
+		return true
+	case at(s-6) == '\\' && at(s-5) == 'u' && hex(s-4, 4):
+		return true
+	case at(s-4) == '\\' && at(s-3) == 'x' && hex(s-2, 2):
+		return true
+	case at(s-3) == '%' && hex(s-2, 2):
+		return true
+	}
+	return false
 }
 
 func isAlnum(c byte) bool {
@@ -182,14 +233,50 @@ func isPrefixByte(c byte) bool {
 
 func isTokenByte(c byte) bool { return isAlnum(c) || c == '_' || c == '-' }
 
-// Paths scans files and directory trees, skipping .git directories, binary
-// files (a NUL byte in the first 8 KiB) and files over opts.MaxSize.
-func Paths(paths []string, opts Options, found func(Finding)) (Stats, error) {
+// Skip is a file a scan could not read, or read only in part, and why. A
+// gate that skips a file has not checked it.
+type Skip struct {
+	Path   string
+	Reason string
+}
+
+// Progress counts what a scan has read so far; it may be read while the
+// scan runs.
+type Progress struct {
+	Files atomic.Int64
+	Bytes atomic.Int64
+}
+
+// Paths scans files and directory trees. In a tree it passes over .git
+// directories, binary files (a NUL byte in the first 8 KiB), and anything
+// that is not a regular file; it skips files over opts.MaxSize and files it
+// cannot read, and lists those in Stats.Skipped. A path named explicitly is
+// read whole whatever its size and content (a pipe or a device too): it is
+// never passed over. The error is the context's, when it ends the scan.
+func Paths(ctx context.Context, paths []string, opts Options, found func(Finding)) (Stats, error) {
 	var st Stats
 	for _, root := range paths {
-		err := filepath.WalkDir(root, func(path string, d fs.DirEntry, err error) error {
+		if err := ctx.Err(); err != nil {
+			return st, err
+		}
+		info, err := os.Stat(root)
+		if err != nil {
+			st.skip(root, "", err)
+			continue
+		}
+		if !info.IsDir() {
+			if err := scanFile(ctx, root, true, opts, &st, found); err != nil {
+				return st, err
+			}
+			continue
+		}
+		err = filepath.WalkDir(root, func(path string, d fs.DirEntry, err error) error {
+			if cerr := ctx.Err(); cerr != nil {
+				return cerr
+			}
 			if err != nil {
-				return err
+				st.skip(path, "", err)
+				return nil
 			}
 			if d.IsDir() {
 				if d.Name() == ".git" && path != root {
@@ -200,40 +287,96 @@ func Paths(paths []string, opts Options, found func(Finding)) (Stats, error) {
 			if !d.Type().IsRegular() {
 				return nil
 			}
-			return scanFile(path, opts, &st, found)
+			return scanFile(ctx, path, false, opts, &st, found)
 		})
 		if err != nil {
-			return st, fmt.Errorf("scanning %s: %w", root, err)
+			return st, err
 		}
 	}
 	return st, nil
 }
 
-func scanFile(path string, opts Options, st *Stats, found func(Finding)) error {
-	info, err := os.Stat(path)
-	if err != nil {
-		return err
+// skip lists path as skipped, for err (without the path it repeats),
+// after what, when not empty.
+func (st *Stats) skip(path, what string, err error) {
+	reason := err.Error()
+	var pe *fs.PathError
+	if errors.As(err, &pe) {
+		reason = pe.Err.Error()
 	}
-	if opts.MaxSize > 0 && info.Size() > opts.MaxSize {
-		st.SkippedLarge++
-		return nil
+	if what != "" {
+		reason = what + ": " + reason
+	}
+	st.Skipped = append(st.Skipped, Skip{Path: path, Reason: reason})
+}
+
+// scanFile scans one file; explicit is true for a path named on the command
+// line, which is read whatever its size and content. Only the context's
+// error is returned: a file that cannot be read is a Skip.
+func scanFile(ctx context.Context, path string, explicit bool, opts Options, st *Stats, found func(Finding)) error {
+	if !explicit {
+		info, err := os.Stat(path)
+		if err != nil {
+			st.skip(path, "", err)
+			return nil
+		}
+		if opts.MaxSize > 0 && info.Size() > opts.MaxSize {
+			st.Skipped = append(st.Skipped, Skip{Path: path,
+				Reason: fmt.Sprintf("larger than --max-size (%d bytes, the bound is %d)", info.Size(), opts.MaxSize)})
+			return nil
+		}
 	}
 	f, err := os.Open(path)
 	if err != nil {
-		return err
+		st.skip(path, "", err)
+		return nil
 	}
 	defer f.Close()
 	head := make([]byte, 8192)
 	n, err := io.ReadFull(f, head)
 	if err != nil && !errors.Is(err, io.EOF) && !errors.Is(err, io.ErrUnexpectedEOF) {
-		return err
+		st.skip(path, "read error", err)
+		return nil
 	}
-	if bytes.IndexByte(head[:n], 0) >= 0 {
+	if !explicit && bytes.IndexByte(head[:n], 0) >= 0 {
 		st.SkippedBin++
 		return nil
 	}
-	read, err := Reader(io.MultiReader(bytes.NewReader(head[:n]), f), path, found)
+	r := ReaderContext(ctx, io.MultiReader(bytes.NewReader(head[:n]), f), opts.Progress)
+	read, err := Reader(r, path, found)
 	st.Files++
 	st.Bytes += read
-	return err
+	if opts.Progress != nil {
+		opts.Progress.Files.Add(1)
+	}
+	if cerr := ctx.Err(); cerr != nil {
+		return cerr
+	}
+	if err != nil {
+		st.skip(path, fmt.Sprintf("read error after %d bytes", read), err)
+	}
+	return nil
+}
+
+// ReaderContext wraps r so that reading stops with ctx's error once ctx
+// ends, and counts the bytes read in p (when not nil).
+func ReaderContext(ctx context.Context, r io.Reader, p *Progress) io.Reader {
+	return &ctxReader{ctx: ctx, r: r, p: p}
+}
+
+type ctxReader struct {
+	ctx context.Context
+	r   io.Reader
+	p   *Progress
+}
+
+func (c *ctxReader) Read(b []byte) (int, error) {
+	if err := c.ctx.Err(); err != nil {
+		return 0, err
+	}
+	n, err := c.r.Read(b)
+	if c.p != nil {
+		c.p.Bytes.Add(int64(n))
+	}
+	return n, err
 }

@@ -2,6 +2,8 @@ package scan
 
 import (
 	"bytes"
+	"context"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -93,7 +95,7 @@ func TestReaderChunkEdges(t *testing.T) {
 func TestPathsSkipsGitBinaryAndLargeFiles(t *testing.T) {
 	dir := t.TempDir()
 	tok := token(t, "sk", "live")
-	write := func(name string, data []byte) {
+	write := func(name string, data []byte) string {
 		path := filepath.Join(dir, name)
 		if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
 			t.Fatal(err)
@@ -101,23 +103,114 @@ func TestPathsSkipsGitBinaryAndLargeFiles(t *testing.T) {
 		if err := os.WriteFile(path, data, 0o644); err != nil {
 			t.Fatal(err)
 		}
+		return path
 	}
 	write("app/config.env", []byte("KEY="+tok+"\n"))
 	write(".git/config", []byte(tok))
-	write("bin/blob", append([]byte{0, 1, 2}, tok...))
-	write("big.txt", append(bytes.Repeat([]byte("a\n"), 600), tok...))
+	blob := write("bin/blob", append([]byte{0, 1, 2}, tok...))
+	big := write("big.txt", append(bytes.Repeat([]byte("a\n"), 600), tok...))
 	var got []string
-	st, err := Paths([]string{dir}, Options{MaxSize: 1000}, func(f Finding) {
+	collect := func(f Finding) {
 		got = append(got, fmt.Sprintf("%s:%d", strings.TrimPrefix(f.Path, dir+"/"), f.Line))
-	})
+	}
+	st, err := Paths(context.Background(), []string{dir}, Options{MaxSize: 1000}, collect)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if !slices.Equal(got, []string{"app/config.env:1"}) {
 		t.Errorf("found %v", got)
 	}
-	if st.Files != 1 || st.SkippedBin != 1 || st.SkippedLarge != 1 {
+	if st.Files != 1 || st.SkippedBin != 1 || len(st.Skipped) != 1 || st.Skipped[0].Path != big ||
+		!strings.Contains(st.Skipped[0].Reason, "larger than --max-size") {
 		t.Errorf("stats %+v", st)
+	}
+
+	// Named explicitly, a large or binary file is read whole.
+	got = nil
+	st, err = Paths(context.Background(), []string{big, blob}, Options{MaxSize: 1000}, collect)
+	if err != nil || len(st.Skipped) != 0 || st.Files != 2 || st.SkippedBin != 0 {
+		t.Fatalf("explicit files: %+v, %v", st, err)
+	}
+	if !slices.Equal(got, []string{"big.txt:601", "bin/blob:1"}) {
+		t.Errorf("found %v", got)
+	}
+}
+
+// A file that cannot be read is a Skip, with its reason, and the scan goes
+// on with the rest.
+func TestPathsListsWhatItCannotRead(t *testing.T) {
+	dir := t.TempDir()
+	tok := token(t, "sk", "test")
+	ok := filepath.Join(dir, "ok.txt")
+	if err := os.WriteFile(ok, []byte(tok), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	missing := filepath.Join(dir, "missing.txt")
+	paths := []string{missing, ok}
+	if _, err := os.Stat("/proc/self/mem"); err == nil {
+		paths = append(paths, "/proc/self/mem") // reading it at offset 0 fails
+	}
+	n := 0
+	st, err := Paths(context.Background(), paths, Options{}, func(Finding) { n++ })
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n != 1 || len(st.Skipped) != len(paths)-1 {
+		t.Fatalf("found %d, skipped %+v", n, st.Skipped)
+	}
+	if st.Skipped[0].Path != missing || !strings.Contains(st.Skipped[0].Reason, "no such file") {
+		t.Errorf("skip %+v", st.Skipped[0])
+	}
+	if len(st.Skipped) > 1 && !strings.Contains(st.Skipped[1].Reason, "read error") {
+		t.Errorf("skip %+v", st.Skipped[1])
+	}
+	if os.Geteuid() != 0 {
+		locked := filepath.Join(dir, "locked.txt")
+		if err := os.WriteFile(locked, []byte(tok), 0o000); err != nil {
+			t.Fatal(err)
+		}
+		st, _ := Paths(context.Background(), []string{dir}, Options{}, func(Finding) {})
+		if len(st.Skipped) != 1 || st.Skipped[0].Path != locked {
+			t.Errorf("an unreadable file in a tree: %+v", st.Skipped)
+		}
+	}
+}
+
+// A key right after an escape sequence of a log, JSON or URL is found; a
+// key glued to a word is not.
+func TestReaderAfterEscapes(t *testing.T) {
+	tok := token(t, "sk", "live")
+	for _, esc := range []string{`\n`, `\t`, `\r`, `\"`, `\\`, `\u0022`, `\u003d`, `\x22`, "%0A", "%0a", "%22", "%3D", "%3d", "&quot;", "'", "="} {
+		text := `{"log":"request failed` + esc + tok + `\n","level":"error"}`
+		got := findAll(t, text)
+		if len(got) != 1 || got[0].Token != tok {
+			t.Errorf("after %s: found %+v", esc, got)
+		}
+		got = findAll(t, "a%0A"+esc+tok)
+		if len(got) != 1 || got[0].Token != tok {
+			t.Errorf("after %%0A%s: found %+v", esc, got)
+		}
+	}
+	for _, glued := range []string{"word", "X", "%ZZ", `\u00zz`, "%2", "9"} {
+		if got := findAll(t, "log "+glued+tok+" end"); len(got) != 0 {
+			t.Errorf("glued to %q: found %+v", glued, got)
+		}
+	}
+}
+
+// A scan stops when its context ends.
+func TestPathsStopsWhenCancelled(t *testing.T) {
+	dir := t.TempDir()
+	for i := range 3 {
+		if err := os.WriteFile(filepath.Join(dir, fmt.Sprint(i)), []byte("x"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	st, err := Paths(ctx, []string{dir}, Options{}, func(Finding) {})
+	if !errors.Is(err, context.Canceled) || st.Files != 0 {
+		t.Fatalf("cancelled scan: %+v, %v", st, err)
 	}
 }
 

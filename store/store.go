@@ -38,6 +38,18 @@ type Store interface {
 	SetDisabled(ctx context.Context, ref string, disabled bool) (*keys.Key, error)
 	// Revoke revokes a key for good; revoking a revoked key changes nothing.
 	Revoke(ctx context.Context, ref, reason string) (*keys.Key, error)
+	// UndoRotate undoes a rotation whose new secret could not be delivered,
+	// identified by that secret, which must still be the key's current one:
+	// the secret is deleted and the older secrets work as before the
+	// rotation. Only within a short window after the rotation
+	// (sqlite.UndoWindow); keys.ErrConflict otherwise.
+	UndoRotate(ctx context.Context, ref, secret string) (*keys.Key, error)
+	// EndGrace ends now every old secret of a key still in a rotation's
+	// grace, and says how many it ended; the current secret stays.
+	EndGrace(ctx context.Context, ref string) (*keys.Key, int, error)
+	// Secrets lists a key's live secrets (the current one, and those in a
+	// rotation's grace), newest first, never the secrets themselves.
+	Secrets(ctx context.Context, ref string) ([]keys.SecretInfo, error)
 	// Verify decides whether a key may be used and records the use: usage
 	// count and last use for every found key, quota and rate limit for a
 	// valid one. A failure to decide is an error, never a result.

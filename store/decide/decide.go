@@ -124,8 +124,7 @@ func check(k *keys.Key, st State, req keys.VerifyRequest, now time.Time, out *Ou
 		}
 	}
 	if k.QuotaRemaining != nil && *k.QuotaRemaining < req.Cost {
-		return keys.NewResult(keys.QuotaExceeded, fmt.Sprintf("the quota is spent: %d of %d uses remain, %d needed",
-			*k.QuotaRemaining, derefOr(k.Quota, *k.QuotaRemaining), req.Cost), k), false
+		return keys.NewResult(keys.QuotaExceeded, quotaReason(*k.QuotaRemaining, derefOr(k.Quota, *k.QuotaRemaining), req.Cost), k), false
 	}
 	spent := Exact(k, req)
 	out.RateTAT = newTat
@@ -135,6 +134,25 @@ func check(k *keys.Key, st State, req keys.VerifyRequest, now time.Time, out *Ou
 		out.QuotaRemaining = &left
 	}
 	return keys.NewResult(keys.Valid, "the key may be used", k), spent
+}
+
+// quotaReason says why a quota refused a call: what remains of how much,
+// and what the call asked for.
+func quotaReason(remaining, quota, cost int64) string {
+	uses := func(n int64) string {
+		if n == 1 {
+			return "1 use"
+		}
+		return fmt.Sprintf("%d uses", n)
+	}
+	remain := fmt.Sprintf("%d of %s remain", remaining, uses(quota))
+	if remaining == 1 {
+		remain = fmt.Sprintf("1 of %s remains", uses(quota))
+	}
+	if remaining == 0 {
+		return fmt.Sprintf("the quota is spent: %s; this call asked for %s", remain, uses(cost))
+	}
+	return fmt.Sprintf("the quota is short: %s; this call asked for %s", remain, uses(cost))
 }
 
 func derefOr(p *int64, v int64) int64 {

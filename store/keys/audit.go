@@ -17,10 +17,16 @@ const (
 	ActionEnable  = "enable"
 	ActionRevoke  = "revoke"
 	ActionDenied  = "denied" // an admin call refused for lack of scope
+	// ActionUndoRotate: a rotation undone because its secret could not be
+	// delivered; the previous secrets work as they did before it.
+	ActionUndoRotate = "undo-rotate"
+	// ActionEndGrace: the old secrets still in a rotation's grace stopped.
+	ActionEndGrace = "end-grace"
 )
 
 // AuditActions lists every action, for validating filters.
-var AuditActions = []string{ActionCreate, ActionUpdate, ActionRotate, ActionDisable, ActionEnable, ActionRevoke, ActionDenied}
+var AuditActions = []string{ActionCreate, ActionUpdate, ActionRotate, ActionDisable, ActionEnable, ActionRevoke, ActionDenied,
+	ActionUndoRotate, ActionEndGrace}
 
 // Change is one field's value before and after.
 type Change struct {

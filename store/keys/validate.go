@@ -1,7 +1,9 @@
 package keys
 
 import (
+	"errors"
 	"fmt"
+	"regexp"
 	"strings"
 
 	"github.com/keyctl/keyctl/apikey"
@@ -11,7 +13,7 @@ import (
 // name them in errors; this guards every other way in (the HTTP API).
 func (p CreateParams) Validate() error {
 	if p.Name != "" {
-		if err := ValidateName(p.Name); err != nil {
+		if err := ValidateNewName(p.Name); err != nil {
 			return fmt.Errorf("%w: %w", ErrInvalid, err)
 		}
 	}
@@ -27,11 +29,33 @@ func (p CreateParams) Validate() error {
 // Validate checks the changes of an update.
 func (p UpdateParams) Validate() error {
 	if p.Name != nil {
-		if err := ValidateName(*p.Name); err != nil {
+		if err := ValidateNewName(*p.Name); err != nil {
 			return fmt.Errorf("%w: %w", ErrInvalid, err)
 		}
 	}
 	return validateCommon(p.AddScopes, p.AddIPs, p.Quota, p.RateLimit, p.SetMeta)
+}
+
+var (
+	idShape    = regexp.MustCompile(`^key_[0-9A-Za-z]{16}$`)
+	tokenShape = regexp.MustCompile(`_(live|test)_[0-9A-Za-z]{32,}`)
+)
+
+// ValidateNewName checks a name given to a key: ValidateName, and besides
+// it may not look like a key id (a KEY argument would be ambiguous) nor
+// like a secret, which never belongs in a name. The error does not repeat a
+// name that looks like a secret.
+func ValidateNewName(s string) error {
+	if tokenShape.MatchString(s) {
+		return errors.New("the name looks like a secret key, and a secret is never a name (it is not repeated here)")
+	}
+	if err := ValidateName(s); err != nil {
+		return err
+	}
+	if idShape.MatchString(s) {
+		return fmt.Errorf("name %q looks like a key id: a KEY argument would be ambiguous", s)
+	}
+	return nil
 }
 
 func validateCommon(scopes, ips []string, quota *int64, rate *RateLimit, meta map[string]string) error {

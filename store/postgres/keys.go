@@ -118,19 +118,32 @@ func rateParts(r *keys.RateLimit) (count *int64, unit *string) {
 
 // Create issues a key.
 func (p *Postgres) Create(ctx context.Context, c keys.CreateParams) (*keys.Key, string, error) {
+	var token string
+	k, err := p.CreateDelivered(ctx, c, func(_ *keys.Key, secret string) error {
+		token = secret
+		return nil
+	})
+	return k, token, err
+}
+
+// CreateDelivered issues a key and calls deliver with its secret inside
+// the transaction, after every write and before the commit: when deliver
+// fails, nothing is committed. (A transaction that delivered is never run
+// again: a deadlock then fails the call rather than deliver twice.)
+func (p *Postgres) CreateDelivered(ctx context.Context, c keys.CreateParams, deliver keys.Deliver) (*keys.Key, error) {
 	if err := c.Validate(); err != nil {
-		return nil, "", err
+		return nil, err
 	}
 	if c.CreatedBy == "" {
 		c.CreatedBy = keys.ActorFrom(ctx).Name
 	}
 	id, err := keys.NewID()
 	if err != nil {
-		return nil, "", err
+		return nil, err
 	}
 	token, digest, start, err := p.newSecret(c.Prefix, c.Env)
 	if err != nil {
-		return nil, "", err
+		return nil, err
 	}
 	meta := c.Metadata
 	if meta == nil {
@@ -138,7 +151,7 @@ func (p *Postgres) Create(ctx context.Context, c keys.CreateParams) (*keys.Key, 
 	}
 	rateCount, rateUnit := rateParts(c.RateLimit)
 	var k *keys.Key
-	err = p.tx(ctx, func(tx pgx.Tx) error {
+	err = p.txOnce(ctx, func(tx pgx.Tx) error {
 		now := p.stamp()
 		name := c.Name
 		if name == "" {
@@ -165,12 +178,15 @@ func (p *Postgres) Create(ctx context.Context, c keys.CreateParams) (*keys.Key, 
 		if k, err = p.resolve(ctx, tx, id, false); err != nil {
 			return err
 		}
-		return p.appendAudit(ctx, tx, keys.ActionCreate, k, keys.Diff(nil, k))
+		if err := p.appendAudit(ctx, tx, keys.ActionCreate, k, keys.Diff(nil, k)); err != nil {
+			return err
+		}
+		return deliver(k, token)
 	})
 	if err != nil {
-		return nil, "", err
+		return nil, err
 	}
-	return k, token, nil
+	return k, nil
 }
 
 // nameTaken turns the unique index's refusal, when another replica took
@@ -236,8 +252,20 @@ func (p *Postgres) List(ctx context.Context, f keys.ListFilter) ([]*keys.Key, er
 // details), and returns the key as it is afterwards.
 func (p *Postgres) change(ctx context.Context, ref, action string, extra map[string]keys.Change,
 	fn func(tx pgx.Tx, k *keys.Key, now time.Time) error) (*keys.Key, error) {
+	return p.changeThen(ctx, ref, action, extra, fn, nil)
+}
+
+// changeThen is change, calling last with the changed key as the
+// transaction's last step before the commit (a secret's delivery); such a
+// transaction is not run again after a deadlock.
+func (p *Postgres) changeThen(ctx context.Context, ref, action string, extra map[string]keys.Change,
+	fn func(tx pgx.Tx, k *keys.Key, now time.Time) error, last func(*keys.Key) error) (*keys.Key, error) {
 	var out *keys.Key
-	err := p.tx(ctx, func(tx pgx.Tx) error {
+	run := p.tx
+	if last != nil {
+		run = p.txOnce
+	}
+	err := run(ctx, func(tx pgx.Tx) error {
 		k, err := p.resolve(ctx, tx, ref, true)
 		if err != nil {
 			return err
@@ -252,11 +280,16 @@ func (p *Postgres) change(ctx context.Context, ref, action string, extra map[str
 			return err
 		}
 		changes := keys.Diff(k, out)
-		if len(changes) == 0 {
-			return nil // nothing changed, nothing to audit
+		if len(changes) > 0 { // nothing changed, nothing to audit
+			maps.Copy(changes, extra)
+			if err := p.appendAudit(ctx, tx, action, out, changes); err != nil {
+				return err
+			}
 		}
-		maps.Copy(changes, extra)
-		return p.appendAudit(ctx, tx, action, out, changes)
+		if last != nil {
+			return last(out)
+		}
+		return nil
 	})
 	if err == nil {
 		p.changed(out.ID)
@@ -291,12 +324,24 @@ func (p *Postgres) Update(ctx context.Context, ref string, up keys.UpdateParams)
 // Rotate gives a key a new secret. The current secret, and any still in a
 // grace period, end at now+grace at the latest.
 func (p *Postgres) Rotate(ctx context.Context, ref string, grace time.Duration) (*keys.Key, string, error) {
+	var token string
+	k, err := p.RotateDelivered(ctx, ref, grace, func(_ *keys.Key, secret string) error {
+		token = secret
+		return nil
+	})
+	return k, token, err
+}
+
+// RotateDelivered rotates a key and calls deliver with the new secret
+// inside the transaction, before the commit: when deliver fails, the key
+// keeps the secrets it had.
+func (p *Postgres) RotateDelivered(ctx context.Context, ref string, grace time.Duration, deliver keys.Deliver) (*keys.Key, error) {
 	if grace < 0 {
-		return nil, "", fmt.Errorf("%w: grace period %s is negative", keys.ErrInvalid, grace)
+		return nil, fmt.Errorf("%w: grace period %s is negative", keys.ErrInvalid, grace)
 	}
 	var token string
 	extra := map[string]keys.Change{"grace": {To: keys.FormatDuration(grace)}}
-	k, err := p.change(ctx, ref, keys.ActionRotate, extra, func(tx pgx.Tx, k *keys.Key, now time.Time) error {
+	return p.changeThen(ctx, ref, keys.ActionRotate, extra, func(tx pgx.Tx, k *keys.Key, now time.Time) error {
 		var digest []byte
 		var start string
 		var err error
@@ -304,6 +349,9 @@ func (p *Postgres) Rotate(ctx context.Context, ref string, grace time.Duration) 
 			return err
 		}
 		end := now.Add(grace.Truncate(time.Second))
+		if err := recordRotation(ctx, tx, k, digest, end, now); err != nil {
+			return err
+		}
 		if _, err := tx.Exec(ctx, `UPDATE secrets SET ends_at = $1
 			WHERE key_id = $2 AND (ends_at IS NULL OR ends_at > $1)`, end, k.ID); err != nil {
 			return err
@@ -314,11 +362,7 @@ func (p *Postgres) Rotate(ctx context.Context, ref string, grace time.Duration) 
 		}
 		_, err = tx.Exec(ctx, `UPDATE keys SET start = $1, rotated_at = $2, updated_at = $2 WHERE id = $3`, start, now, k.ID)
 		return err
-	})
-	if err != nil {
-		return nil, "", err
-	}
-	return k, token, nil
+	}, func(k *keys.Key) error { return deliver(k, token) })
 }
 
 // SetDisabled disables or enables a key; asking for the state it is in

@@ -153,3 +153,9 @@ func (p *Postgres) tx(ctx context.Context, fn func(pgx.Tx) error) error {
 	}
 	return classify(err)
 }
+
+// txOnce runs fn in one transaction, never again: for a transaction with
+// an effect outside the database (a secret delivered).
+func (p *Postgres) txOnce(ctx context.Context, fn func(pgx.Tx) error) error {
+	return classify(pgx.BeginFunc(ctx, p.pool, fn))
+}

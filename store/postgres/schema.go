@@ -140,6 +140,21 @@ var migrations = []string{
 		FOR EACH ROW EXECUTE FUNCTION keyctl_notify_secret();
 	CREATE TRIGGER keys_truncated AFTER TRUNCATE ON keys FOR EACH STATEMENT EXECUTE FUNCTION keyctl_notify_all();
 	CREATE TRIGGER secrets_truncated AFTER TRUNCATE ON secrets FOR EACH STATEMENT EXECUTE FUNCTION keyctl_notify_all();`,
+
+	// What each recent rotation changed, so that it can be undone when its
+	// new secret could not be delivered (a client in remote mode, after the
+	// server committed): the key's start and rotation time before it, and
+	// the ends of the older secrets it cut short. Rows live for the undo
+	// window only, and are not copied by keyctl copy.
+	`CREATE TABLE rotations (
+		digest          bytea PRIMARY KEY, -- the new secret's
+		key_id          text NOT NULL REFERENCES keys (id),
+		at              timestamptz NOT NULL,
+		prev_start      text NOT NULL,
+		prev_rotated_at timestamptz,
+		prev_ends       jsonb NOT NULL -- [{"digest": hex, "ends_at": time or null}]
+	);
+	CREATE INDEX rotations_key ON rotations (key_id);`,
 }
 
 // SchemaVersion is the schema version this build writes.

@@ -253,6 +253,38 @@ func (c *Client) Revoke(ctx context.Context, ref, reason string) (*keys.Key, err
 	return c.keyCall(ctx, http.MethodPost, ref, "/revoke", api.RevokeRequest{Reason: reason})
 }
 
+// UndoRotate asks the server to undo the rotation that issued secret. The
+// secret travels in the body, never in a URL.
+func (c *Client) UndoRotate(ctx context.Context, ref, secret string) (*keys.Key, error) {
+	return c.keyCall(ctx, http.MethodPost, ref, "/rotate/undo", api.UndoRotateRequest{Secret: secret})
+}
+
+// EndGrace ends the grace of a key's old secrets now.
+func (c *Client) EndGrace(ctx context.Context, ref string) (*keys.Key, int, error) {
+	path, err := keyPath(ref, "/end-grace")
+	if err != nil {
+		return nil, 0, err
+	}
+	var out api.EndGraceResult
+	if err := c.do(ctx, http.MethodPost, path, nil, struct{}{}, &out); err != nil {
+		return nil, 0, err
+	}
+	return out.Key, out.Ended, nil
+}
+
+// Secrets lists a key's live secrets.
+func (c *Client) Secrets(ctx context.Context, ref string) ([]keys.SecretInfo, error) {
+	path, err := keyPath(ref, "/secrets")
+	if err != nil {
+		return nil, err
+	}
+	var out api.SecretList
+	if err := c.do(ctx, http.MethodGet, path, nil, nil, &out); err != nil {
+		return nil, err
+	}
+	return out.Secrets, nil
+}
+
 // Verify asks the server whether a key may be used; the server records the
 // use.
 func (c *Client) Verify(ctx context.Context, req keys.VerifyRequest) (*keys.VerifyResult, error) {

@@ -153,19 +153,31 @@ func (s *SQLite) newSecret(prefix string, env keys.Env) (token string, digest []
 
 // Create issues a key.
 func (s *SQLite) Create(ctx context.Context, p keys.CreateParams) (*keys.Key, string, error) {
+	var token string
+	k, err := s.CreateDelivered(ctx, p, func(_ *keys.Key, secret string) error {
+		token = secret
+		return nil
+	})
+	return k, token, err
+}
+
+// CreateDelivered issues a key and calls deliver with its secret inside
+// the transaction, after every write and before the commit: when deliver
+// fails, nothing is committed.
+func (s *SQLite) CreateDelivered(ctx context.Context, p keys.CreateParams, deliver keys.Deliver) (*keys.Key, error) {
 	if err := p.Validate(); err != nil {
-		return nil, "", err
+		return nil, err
 	}
 	if p.CreatedBy == "" {
 		p.CreatedBy = keys.ActorFrom(ctx).Name
 	}
 	id, err := NewID()
 	if err != nil {
-		return nil, "", err
+		return nil, err
 	}
 	token, digest, start, err := s.newSecret(p.Prefix, p.Env)
 	if err != nil {
-		return nil, "", err
+		return nil, err
 	}
 	now := s.now().Unix()
 	var rateCount, rateUnit any
@@ -208,12 +220,15 @@ func (s *SQLite) Create(ctx context.Context, p keys.CreateParams) (*keys.Key, st
 		if k, err = s.resolve(ctx, tx, id); err != nil {
 			return err
 		}
-		return s.appendAudit(ctx, tx, keys.ActionCreate, k, keys.Diff(nil, k))
+		if err := s.appendAudit(ctx, tx, keys.ActionCreate, k, keys.Diff(nil, k)); err != nil {
+			return err
+		}
+		return deliver(k, token)
 	})
 	if err != nil {
-		return nil, "", err
+		return nil, err
 	}
-	return k, token, nil
+	return k, nil
 }
 
 // Get resolves ref to a key.
@@ -331,8 +346,20 @@ func ptrValue(p *int64) any {
 // Rotate gives a key a new secret. The current secret, and any still in a
 // grace period, end at now+grace at the latest.
 func (s *SQLite) Rotate(ctx context.Context, ref string, grace time.Duration) (*keys.Key, string, error) {
+	var token string
+	k, err := s.RotateDelivered(ctx, ref, grace, func(_ *keys.Key, secret string) error {
+		token = secret
+		return nil
+	})
+	return k, token, err
+}
+
+// RotateDelivered rotates a key and calls deliver with the new secret
+// inside the transaction, before the commit: when deliver fails, the key
+// keeps the secrets it had.
+func (s *SQLite) RotateDelivered(ctx context.Context, ref string, grace time.Duration, deliver keys.Deliver) (*keys.Key, error) {
 	if grace < 0 {
-		return nil, "", fmt.Errorf("%w: grace period %s is negative", keys.ErrInvalid, grace)
+		return nil, fmt.Errorf("%w: grace period %s is negative", keys.ErrInvalid, grace)
 	}
 	var token string
 	extra := map[string]keys.Change{"grace": {To: keys.FormatDuration(grace)}}
@@ -344,6 +371,9 @@ func (s *SQLite) Rotate(ctx context.Context, ref string, grace time.Duration) (*
 			return err
 		}
 		end := now + int64(grace/time.Second)
+		if err := s.recordRotation(ctx, tx, k, digest, end, now); err != nil {
+			return err
+		}
 		if _, err := tx.ExecContext(ctx, `UPDATE secrets SET ends_at = ?
 			WHERE key_id = ? AND (ends_at IS NULL OR ends_at > ?)`, end, k.ID, end); err != nil {
 			return err
@@ -352,14 +382,20 @@ func (s *SQLite) Rotate(ctx context.Context, ref string, grace time.Duration) (*
 			digest, k.ID, start, now); err != nil {
 			return err
 		}
-		_, err = tx.ExecContext(ctx, `UPDATE keys SET start = ?, rotated_at = ?, updated_at = ? WHERE id = ?`,
-			start, now, now, k.ID)
-		return err
+		if _, err = tx.ExecContext(ctx, `UPDATE keys SET start = ?, rotated_at = ?, updated_at = ? WHERE id = ?`,
+			start, now, now, k.ID); err != nil {
+			return err
+		}
+		rotated, err := s.resolve(ctx, tx, k.ID)
+		if err != nil {
+			return err
+		}
+		return deliver(rotated, token)
 	})
 	if err != nil {
-		return nil, "", err
+		return nil, err
 	}
-	return k, token, nil
+	return k, nil
 }
 
 // SetDisabled disables or enables a key; asking for the state it is in

@@ -208,6 +208,21 @@ var migrations = []string{
 	// verification writes one row; each entry carries the last address
 	// given so far. The keys table's usage columns keep what they held.
 	`ALTER TABLE usage_events ADD COLUMN last_ip TEXT NOT NULL DEFAULT '';`,
+
+	// What each recent rotation changed, so that it can be undone when its
+	// new secret could not be delivered (a client in remote mode, after the
+	// server committed): the key's start and rotation time before it, and
+	// the ends of the older secrets it cut short. Rows live for the undo
+	// window only.
+	`CREATE TABLE rotations (
+		digest          BLOB PRIMARY KEY, -- the new secret's
+		key_id          TEXT NOT NULL REFERENCES keys(id),
+		at              INTEGER NOT NULL,
+		prev_start      TEXT NOT NULL,
+		prev_rotated_at INTEGER,
+		prev_ends       TEXT NOT NULL -- JSON: [{"digest": hex, "ends_at": n or null}]
+	) WITHOUT ROWID;
+	CREATE INDEX rotations_key ON rotations(key_id);`,
 }
 
 // SchemaVersion is the schema version this build writes.
