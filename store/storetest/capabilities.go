@@ -125,7 +125,9 @@ func testFastVerifier(h *H) {
 	// CheckCall: the token's result decides whether req is verified.
 	h.Clock.Advance(-time.Hour)
 	_, caller := h.create(keys.CreateParams{Name: "caller", Scopes: []string{"verify"}})
-	allowVerify := func(r *keys.VerifyResult) bool { return r.Valid && len(r.Key.Scopes) == 1 && r.Key.Scopes[0] == "verify" }
+	allowVerify := func(r *keys.VerifyResult) bool {
+		return r.Valid && len(r.Key.Scopes) == 1 && r.Key.Scopes[0] == "verify"
+	}
 	res, tokRes, exact, err := fv.CheckCall(h.ctx, keys.VerifyRequest{Token: caller, Cost: 1}, allowVerify, keys.VerifyRequest{Token: plain, Cost: 1})
 	if err != nil || exact || res == nil || res.Code != keys.Valid || tokRes == nil || tokRes.Key.Name != "caller" {
 		h.Fatalf("check call: %+v, %+v, %v, %v", res, tokRes, exact, err)
