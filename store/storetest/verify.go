@@ -174,10 +174,15 @@ func testVerifySpendsOnlyWhenValid(h *H) {
 
 func testVerifyRecordsUse(h *H) {
 	_, tok := h.create(keys.CreateParams{Name: "u", Scopes: []string{"sdk"}})
+	// The result's key counts its own use and every use written before it
+	// (a handle that records in the background has written its uses once
+	// flushed).
 	h.Clock.Advance(time.Minute)
 	h.verify(h.A, keys.VerifyRequest{Token: tok, IP: mustAddr("::ffff:198.51.100.1"), Cost: 1})
+	h.settle()
 	h.Clock.Advance(time.Minute)
 	h.verify(h.B, keys.VerifyRequest{Token: tok, Scopes: []string{"nope"}, IP: mustAddr("2001:db8::1"), Cost: 1})
+	h.settle()
 	h.Clock.Advance(time.Minute)
 	res := h.verify(h.A, keys.VerifyRequest{Token: tok, Cost: 0})
 	if res.Key.UsageCount != 3 || res.Key.LastUsedIP != "2001:db8::1" || !res.Key.LastUsedAt.Equal(Epoch.Add(3*time.Minute)) {
@@ -217,6 +222,10 @@ func testUsage(h *H) {
 			h.Fatalf("step %d: %s", i, res.Code)
 		}
 		h.verify(h.handle(i), keys.VerifyRequest{Token: other, Cost: 1})
+		// Events are listed in the order they were written, newest first:
+		// uses recorded in the background may be written a moment after a
+		// later one, so each is written before the next is made.
+		h.settle()
 	}
 	h.settle()
 	rep, err := h.B.Usage(h.ctx, "u", keys.UsageQuery{})
