@@ -56,7 +56,7 @@ type testServer struct {
 	done   chan error
 	router routers.Router
 	doc    *openapi3.T
-	http   *http.Client // every response it receives is checked against openapi.json
+	http   *http.Client      // every response it receives is checked against openapi.json
 	tok    map[string]string // "owner", "admin", "read", "verify", "plain" → token
 	keys   map[string]*keys.Key
 }
