@@ -2,6 +2,7 @@ package storetest
 
 import (
 	"net/netip"
+	"strconv"
 	"strings"
 	"time"
 
@@ -256,4 +257,31 @@ func testUsage(h *H) {
 	}
 	_, err = h.A.Usage(h.ctx, "nobody", keys.UsageQuery{})
 	h.wantErr("usage of an unknown key", err, keys.ErrNotFound)
+
+	// Past the retention, a use is no longer listed; the count keeps it.
+	retention := parseRetention(h, rep.Retention)
+	h.Clock.Advance(Epoch.Add(24*time.Hour + retention).Sub(h.Clock.Now()))
+	rep, err = h.B.Usage(h.ctx, "u", keys.UsageQuery{})
+	if err != nil {
+		h.Fatal(err)
+	}
+	if len(rep.Events) != 2 || rep.Key.UsageCount != 4 || len(rep.Daily) != 1 || rep.Daily[0].Day != "2026-11-02" {
+		h.Fatalf("a retention of %s later: %d events, count %d, daily %+v", rep.Retention, len(rep.Events), rep.Key.UsageCount, rep.Daily)
+	}
+}
+
+// parseRetention reads a usage report's retention, such as "30d" or "12h".
+func parseRetention(h *H, s string) time.Duration {
+	h.Helper()
+	if days, ok := strings.CutSuffix(s, "d"); ok {
+		n, err := strconv.Atoi(days)
+		if err == nil && n > 0 {
+			return time.Duration(n) * 24 * time.Hour
+		}
+	}
+	d, err := time.ParseDuration(s)
+	if err != nil || d <= 0 {
+		h.Fatalf("retention %q", s)
+	}
+	return d
 }
