@@ -81,8 +81,9 @@ type Store interface {
 	SetDisabled(ctx context.Context, ref string, disabled bool) (*keys.Key, error)
 	// Revoke revokes a key for good; revoking a revoked key changes
 	// nothing and is not audited. A change racing a revocation happens
-	// before it or fails with ErrRevoked: nothing changes a key, or is
-	// audited for it, after its revocation. SQLite: the write lock.
+	// before it or fails with ErrRevoked: nothing changes a key after its
+	// revocation, and no change of it is audited after the revocation's
+	// entry. SQLite: the write lock.
 	Revoke(ctx context.Context, ref, reason string) (*keys.Key, error)
 	// Verify decides whether a key may be used (store/decide) and records
 	// the use: usage for every found key, quota and rate limit for a valid
