@@ -87,7 +87,7 @@ func TestBodyLimitWithoutContentLength(t *testing.T) {
 		t.Fatal(err)
 	}
 	req.Header.Set("Authorization", "Bearer "+ts.tok["admin"])
-	resp, err := http.DefaultClient.Do(req)
+	resp, err := ts.http.Do(req)
 	if err != nil {
 		t.Fatal(err)
 	}

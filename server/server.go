@@ -52,16 +52,17 @@ type Options struct {
 // Server serves the API over one store. Close it after the HTTP server has
 // shut down, so that every verification queued is recorded.
 type Server struct {
-	store   store.Store
-	fast    store.FastVerifier // nil when the store has none
-	batch   *batcher
-	metrics *metrics
-	log     *slog.Logger // access log; nil when off
-	errLog  *slog.Logger
-	mux     *http.ServeMux
-	handler http.Handler
-	now     func() time.Time
-	closed  atomic.Bool // Close was called: verifications are refused
+	store    store.Store
+	fast     store.FastVerifier // nil when the store has none
+	batch    *batcher
+	metrics  *metrics
+	log      *slog.Logger // access log; nil when off
+	errLog   *slog.Logger
+	mux      *http.ServeMux
+	patterns []string // every route registered on mux
+	handler  http.Handler
+	now      func() time.Time
+	closed   atomic.Bool // Close was called: verifications are refused
 }
 
 // New returns a server over st. It starts the goroutine that verifies
@@ -144,26 +145,33 @@ func (s *Server) check(ctx context.Context, req keys.VerifyRequest, token bool) 
 
 func (s *Server) routes(reg *prometheus.Registry) {
 	v := api.Version
-	s.mux.Handle("GET /healthz", http.HandlerFunc(s.health))
-	s.mux.Handle("GET /metrics", s.metrics.handler(reg))
-	s.mux.Handle("GET "+v+"/openapi.json", http.HandlerFunc(serveOpenAPI))
+	s.handle("GET /healthz", http.HandlerFunc(s.health))
+	s.handle("GET /metrics", s.metrics.handler(reg))
+	s.handle("GET "+v+"/openapi.json", http.HandlerFunc(serveOpenAPI))
 
-	s.mux.Handle("POST "+v+"/verify", http.HandlerFunc(s.verify))
-	s.mux.Handle("POST "+v+"/keys", s.authed(api.ScopeAdmin, s.createKey))
-	s.mux.Handle("GET "+v+"/keys", s.authed(api.ScopeRead, s.listKeys))
-	s.mux.Handle("POST "+v+"/keys/lookup", s.authed(api.ScopeRead, s.lookupKey))
-	s.mux.Handle("GET "+v+"/keys/{id}", s.authed(api.ScopeRead, s.getKey))
-	s.mux.Handle("PATCH "+v+"/keys/{id}", s.authed(api.ScopeAdmin, s.updateKey))
-	s.mux.Handle("POST "+v+"/keys/{id}/rotate", s.authed(api.ScopeAdmin, s.rotateKey))
-	s.mux.Handle("POST "+v+"/keys/{id}/rotate/undo", s.authed(api.ScopeAdmin, s.undoRotate))
-	s.mux.Handle("POST "+v+"/keys/{id}/end-grace", s.authed(api.ScopeAdmin, s.endGrace))
-	s.mux.Handle("GET "+v+"/keys/{id}/secrets", s.authed(api.ScopeRead, s.keySecrets))
-	s.mux.Handle("POST "+v+"/keys/{id}/revoke", s.authed(api.ScopeAdmin, s.revokeKey))
-	s.mux.Handle("POST "+v+"/keys/{id}/disable", s.authed(api.ScopeAdmin, s.disableKey))
-	s.mux.Handle("POST "+v+"/keys/{id}/enable", s.authed(api.ScopeAdmin, s.enableKey))
-	s.mux.Handle("GET "+v+"/keys/{id}/usage", s.authed(api.ScopeRead, s.keyUsage))
-	s.mux.Handle("GET "+v+"/audit", s.authed(api.ScopeRead, s.audit))
-	s.mux.Handle("GET "+v+"/audit/verify", s.authed(api.ScopeRead, s.verifyAudit))
+	s.handle("POST "+v+"/verify", http.HandlerFunc(s.verify))
+	s.handle("POST "+v+"/keys", s.authed(api.ScopeAdmin, s.createKey))
+	s.handle("GET "+v+"/keys", s.authed(api.ScopeRead, s.listKeys))
+	s.handle("POST "+v+"/keys/lookup", s.authed(api.ScopeRead, s.lookupKey))
+	s.handle("GET "+v+"/keys/{id}", s.authed(api.ScopeRead, s.getKey))
+	s.handle("PATCH "+v+"/keys/{id}", s.authed(api.ScopeAdmin, s.updateKey))
+	s.handle("POST "+v+"/keys/{id}/rotate", s.authed(api.ScopeAdmin, s.rotateKey))
+	s.handle("POST "+v+"/keys/{id}/rotate/undo", s.authed(api.ScopeAdmin, s.undoRotate))
+	s.handle("POST "+v+"/keys/{id}/end-grace", s.authed(api.ScopeAdmin, s.endGrace))
+	s.handle("GET "+v+"/keys/{id}/secrets", s.authed(api.ScopeRead, s.keySecrets))
+	s.handle("POST "+v+"/keys/{id}/revoke", s.authed(api.ScopeAdmin, s.revokeKey))
+	s.handle("POST "+v+"/keys/{id}/disable", s.authed(api.ScopeAdmin, s.disableKey))
+	s.handle("POST "+v+"/keys/{id}/enable", s.authed(api.ScopeAdmin, s.enableKey))
+	s.handle("GET "+v+"/keys/{id}/usage", s.authed(api.ScopeRead, s.keyUsage))
+	s.handle("GET "+v+"/audit", s.authed(api.ScopeRead, s.audit))
+	s.handle("GET "+v+"/audit/verify", s.authed(api.ScopeRead, s.verifyAudit))
+}
+
+// handle registers h for pattern on the mux and remembers the pattern, so
+// that the routes can be checked against the OpenAPI document.
+func (s *Server) handle(pattern string, h http.Handler) {
+	s.mux.Handle(pattern, h)
+	s.patterns = append(s.patterns, pattern)
 }
 
 func (s *Server) health(w http.ResponseWriter, _ *http.Request) {

@@ -87,7 +87,7 @@ func TestQuotaUnderLoad(t *testing.T) {
 	var wg sync.WaitGroup
 	for range clients {
 		wg.Go(func() {
-			c := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 1}}
+			c := ts.client(&http.Transport{MaxIdleConnsPerHost: 1})
 			defer c.CloseIdleConnections()
 			for range each {
 				r := postVerify(t, c, ts.url, ts.tok["verify"], secret)

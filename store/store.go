@@ -21,22 +21,71 @@ import (
 // so is a note for the audit trail (keys.WithNote). Every method that
 // changes something does so in one transaction: it either happens whole or
 // not at all, and its audit entry with it.
+//
+// # The contract under concurrency
+//
+// A Store may be one of many handles onto one backing store: several
+// goroutines, processes, or machines (servers sharing a database). Every
+// guarantee below holds across all of them, not only within one handle, and
+// none rests on there being a single writer: each read that a write depends
+// on is made under a mechanism the backend states. store/storetest checks
+// every guarantee, with parallel callers on two handles.
+//
+// For SQLite (store/sqlite) the mechanisms are:
+//
+//   - the write lock: every transaction that writes begins with BEGIN
+//     IMMEDIATE, which takes the database's one write lock before its first
+//     read, so no other connection, process or machine sharing the file
+//     writes between what the transaction reads and what it writes; others
+//     queue on the busy timeout;
+//   - the unique index keys_live_name, on name where status is not revoked;
+//   - the primary keys usage_events(key_id, n) and audit(seq);
+//   - a read transaction (a snapshot) where a read must see one state.
+//
+// A backend without a database-wide write lock (PostgreSQL) must give each
+// guarantee by a conditional write, a constraint or a row lock instead, as
+// each method's comment says.
+//
+// Errors are the sentinel errors of store/keys, wrapped: ErrNotFound,
+// ErrRevoked, ErrConflict, ErrInvalid, ErrClosed.
 type Store interface {
 	// Create issues a new key and returns it with its plaintext secret,
-	// which exists nowhere else afterwards.
+	// which exists nowhere else afterwards. At most one key that is not
+	// revoked has a given name: of concurrent creates of one name, one
+	// succeeds and the others fail with ErrConflict, leaving nothing behind.
+	// SQLite: the name is checked under the write lock, and the unique index
+	// keys_live_name holds it whatever writes the file.
 	Create(ctx context.Context, p keys.CreateParams) (*keys.Key, string, error)
-	// Get resolves ref, an id or a name, to a key.
+	// Get resolves ref, an id or a name, to a key: by id first, else the
+	// key of that name that is not revoked, else the one of that name
+	// revoked most recently.
 	Get(ctx context.Context, ref string) (*keys.Key, error)
 	// List returns the keys that match f, newest first.
 	List(ctx context.Context, f keys.ListFilter) ([]*keys.Key, error)
-	// Update changes a key's settings.
+	// Update changes a key's settings. It resolves ref, checks and writes
+	// in one transaction: a rename to a name another live key holds fails
+	// with ErrConflict, whatever renames or creates race it (SQLite: the
+	// write lock and keys_live_name); a revoked key is ErrRevoked. An update
+	// that changes nothing is not audited. Setting a quota resets what
+	// remains of it.
 	Update(ctx context.Context, ref string, p keys.UpdateParams) (*keys.Key, error)
-	// Rotate gives a key a new secret, keeping everything else. The old
-	// secret stops working after grace (at once when grace is zero).
+	// Rotate gives a key a new secret, keeping its id, name, settings and
+	// usage. Every older secret stops working at the end of grace (at once
+	// when grace is zero) or earlier if it was to end earlier: a rotation
+	// never extends one. Of concurrent rotations each returns its secret
+	// and exactly one secret, the last rotation's, is current afterwards.
+	// SQLite: the write lock.
 	Rotate(ctx context.Context, ref string, grace time.Duration) (*keys.Key, string, error)
-	// SetDisabled disables or enables a key.
+	// SetDisabled disables or enables a key; asking for the state it is in
+	// changes nothing and is not audited, so that concurrent calls record
+	// only real transitions. SQLite: the write lock, and a write
+	// conditional on the status it changes.
 	SetDisabled(ctx context.Context, ref string, disabled bool) (*keys.Key, error)
-	// Revoke revokes a key for good; revoking a revoked key changes nothing.
+	// Revoke revokes a key for good; revoking a revoked key changes
+	// nothing and is not audited. A change racing a revocation happens
+	// before it or fails with ErrRevoked: nothing changes a key after its
+	// revocation, and no change of it is audited after the revocation's
+	// entry. SQLite: the write lock.
 	Revoke(ctx context.Context, ref, reason string) (*keys.Key, error)
 	// UndoRotate undoes a rotation whose new secret could not be delivered,
 	// identified by that secret, which must still be the key's current one:
@@ -50,18 +99,45 @@ type Store interface {
 	// Secrets lists a key's live secrets (the current one, and those in a
 	// rotation's grace), newest first, never the secrets themselves.
 	Secrets(ctx context.Context, ref string) ([]keys.SecretInfo, error)
-	// Verify decides whether a key may be used and records the use: usage
-	// count and last use for every found key, quota and rate limit for a
-	// valid one. A failure to decide is an error, never a result.
+	// Verify decides whether a key may be used (store/decide) and records
+	// the use: usage for every found key, quota and rate limit for a valid
+	// one only. A failure to decide is an error, never a result.
+	//
+	// Quota is exact: of any number of concurrent verifications, exactly
+	// as many are VALID as the quota allows, and it never goes below zero.
+	// No rate-limit token is spent twice, and a refused use spends none.
+	// Each use gets its own number in the key's usage log and none is lost.
+	// SQLite: the key's counters and last use are read and written under
+	// the write lock (spending is a plain write of the new state, correct
+	// only because the lock is held since the read); the primary key
+	// usage_events(key_id, n) refuses a second use of one number. A backend
+	// without the lock uses a conditional write (UPDATE ... WHERE
+	// quota_remaining >= cost, or WHERE rate_tat = the value read) or a row
+	// lock.
+	//
+	// The result's key counts this use and every use written before it. A
+	// use recorded in the background (FastVerifier) is counted, and ordered
+	// in the usage log, once it is written.
 	Verify(ctx context.Context, req keys.VerifyRequest) (*keys.VerifyResult, error)
 	// Find returns the key a plaintext token belongs to (any of its secrets,
-	// current or not), without recording a use. ErrNotFound when none.
+	// current or not), without recording a use. ErrNotFound when none,
+	// ErrInvalid for a token that is not a keyctl key.
 	Find(ctx context.Context, token string) (*keys.Key, error)
-	// Usage reports a key's recent verifications and counts per day.
+	// Usage reports a key's recent verifications, newest written first,
+	// and counts per day.
 	Usage(ctx context.Context, ref string, q keys.UsageQuery) (*keys.UsageReport, error)
 	// Audit returns the audit entries that match f, oldest first.
 	Audit(ctx context.Context, f keys.AuditFilter) ([]*keys.AuditEntry, error)
 	// VerifyAudit walks the audit chain and reports the first bad entry.
+	//
+	// The chain is one: each change appends one entry numbered one past
+	// the last, linked to it (store/chain), in the change's transaction, so
+	// that concurrent changes from any number of handles leave a chain that
+	// verifies, with no number used twice or skipped. SQLite: the head is
+	// read and the entry written under the write lock, and the primary key
+	// audit(seq) refuses a second entry of one number. VerifyAudit reads the
+	// entries and the head in one snapshot (SQLite: a read transaction), so
+	// that a change committed meanwhile is in both or in neither.
 	VerifyAudit(ctx context.Context) (*keys.AuditCheck, error)
 	Close() error
 }
@@ -79,6 +155,12 @@ type BatchVerifier interface {
 // FastVerifier decides most verifications without a write transaction, for
 // a long-running server: a verification that changes nothing but a key's
 // usage is decided on a read, and its use recorded in the background.
+// Because such a verification spends nothing, deciding it on a read takes
+// no lock: it is the verification as of that read. Whatever spends quota or
+// rate limit it leaves, as exact, to Verify or VerifyBatch. A change made
+// through any handle is seen by the next check after it commits, a reused
+// verification included (SQLite: triggers raise a version that every read
+// compares).
 type FastVerifier interface {
 	// Check verifies req when a read decides it; exact reports that it
 	// spends quota or rate limit and must be verified with Verify or

@@ -51,8 +51,8 @@ func (s *SQLite) RecordDenied(ctx context.Context, attempted, ref, required stri
 	})
 }
 
-func (s *SQLite) auditRows(ctx context.Context, fn func(chain.Row) error) error {
-	rows, err := s.db.QueryContext(ctx, `SELECT seq, content, prev_hash, hash FROM audit ORDER BY seq`)
+func (s *SQLite) auditRows(ctx context.Context, q querier, fn func(chain.Row) error) error {
+	rows, err := q.QueryContext(ctx, `SELECT seq, content, prev_hash, hash FROM audit ORDER BY seq`)
 	if err != nil {
 		return err
 	}
@@ -72,7 +72,7 @@ func (s *SQLite) auditRows(ctx context.Context, fn func(chain.Row) error) error 
 // Audit returns the entries that match f, oldest first.
 func (s *SQLite) Audit(ctx context.Context, f keys.AuditFilter) ([]*keys.AuditEntry, error) {
 	out := []*keys.AuditEntry{}
-	err := s.auditRows(ctx, func(r chain.Row) error {
+	err := s.auditRows(ctx, s.db, func(r chain.Row) error {
 		e, err := r.Entry()
 		if err != nil {
 			return err
@@ -89,10 +89,17 @@ func (s *SQLite) Audit(ctx context.Context, f keys.AuditFilter) ([]*keys.AuditEn
 }
 
 // VerifyAudit walks the chain from the first entry and reports the first one
-// that was edited, deleted or moved behind keyctl's back.
+// that was edited, deleted or moved behind keyctl's back. The entries and
+// the head are read in one read transaction, a snapshot: a change committed
+// meanwhile is in both or in neither.
 func (s *SQLite) VerifyAudit(ctx context.Context) (*keys.AuditCheck, error) {
+	tx, err := s.db.BeginTx(ctx, &sql.TxOptions{ReadOnly: true}) // a deferred BEGIN: no write lock
+	if err != nil {
+		return nil, err
+	}
+	defer tx.Rollback()
 	w := chain.NewWalker()
-	err := s.auditRows(ctx, func(r chain.Row) error {
+	err = s.auditRows(ctx, tx, func(r chain.Row) error {
 		w.Next(r)
 		return nil
 	})
@@ -101,7 +108,7 @@ func (s *SQLite) VerifyAudit(ctx context.Context) (*keys.AuditCheck, error) {
 	}
 	var headSeq int64
 	var headHash string
-	err = s.db.QueryRowContext(ctx, `SELECT seq, hash FROM audit_head WHERE id = 1`).Scan(&headSeq, &headHash)
+	err = tx.QueryRowContext(ctx, `SELECT seq, hash FROM audit_head WHERE id = 1`).Scan(&headSeq, &headHash)
 	if err != nil && !errors.Is(err, sql.ErrNoRows) {
 		return nil, err
 	}

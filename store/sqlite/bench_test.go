@@ -23,7 +23,7 @@ import (
 // from noise alone. It reports each one's median and p99 and the ratio of
 // the medians (ns/op is the mean over both). Run it with
 //
-//	go test -run '^$' -bench BenchmarkVerify -benchtime 20000x -count 3 ./store
+//	go test -run '^$' -bench BenchmarkVerify -benchtime 20000x -count 3 ./store/sqlite
 func BenchmarkVerify(b *testing.B) {
 	const round = 100
 	sizes := []struct {

@@ -19,6 +19,14 @@ import (
 // conversion of every column. writeTx runs such a transaction on the
 // driver's connection instead, with every statement, BEGIN and COMMIT
 // included, prepared once per connection.
+//
+// It stays hand-written because the one library that does the same,
+// zombiezen.com/go/sqlite's sqlitex (prepared-statement cache, immediate
+// transactions), was slower at it and is far larger: this transaction (a
+// lookup by digest, one usage row, committed), on 1,000 keys, in alternating
+// rounds in one run, took a median of 19 µs here, 35 µs with sqlitex and
+// 99 µs with database/sql; sqlitex is 12,000 lines and a second API to the
+// same database beside database/sql, which the rest of the store uses.
 
 // driverStmts holds the statements prepared on the store's one connection.
 // The connection is used by one transaction at a time, which database/sql
