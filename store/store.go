@@ -158,9 +158,12 @@ type BatchVerifier interface {
 // Because such a verification spends nothing, deciding it on a read takes
 // no lock: it is the verification as of that read. Whatever spends quota or
 // rate limit it leaves, as exact, to Verify or VerifyBatch. A change made
-// through any handle is seen by the next check after it commits, a reused
-// verification included (SQLite: triggers raise a version that every read
-// compares).
+// through the same handle is seen by the next check after it commits, a
+// reused verification included. So is a change made through any other
+// handle on SQLite (triggers raise a version that every read compares); a
+// backend whose handles hear of each other's changes by notification
+// (PostgreSQL) is a Propagator, and its checks see such a change once its
+// bound has passed.
 type FastVerifier interface {
 	// Check verifies req when a read decides it; exact reports that it
 	// spends quota or rate limit and must be verified with Verify or
@@ -180,6 +183,16 @@ type FastVerifier interface {
 	// Flush returns once every use checked so far is written, so that what
 	// is read next sees them, and reports a failure to write them.
 	Flush(ctx context.Context) error
+}
+
+// Propagator is a FastVerifier whose handles hear of each other's changes
+// by notification rather than on every read, so that most checks need not
+// ask the database anything: a change made through another handle, or
+// behind keyctl's back, is seen by every check that starts
+// PropagationBound after it committed (PostgreSQL: in milliseconds, and
+// within its cache's staleness bound whatever happens to the connection).
+type Propagator interface {
+	PropagationBound() time.Duration
 }
 
 // DenialRecorder audits an admin call refused for lack of scope.
