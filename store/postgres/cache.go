@@ -13,9 +13,19 @@ import (
 // It is right only as long as the replica hears of every change: a trigger
 // announces each change of a key or a secret on keyctl_changes (see
 // schema.go), and the listener (listen.go) drops the key's entries when it
-// hears of one. While the listening connection is down, or has not carried
-// the replica's own heartbeat for staleAfter, the whole cache is stale:
-// nothing is served from it, and every verification reads the database.
+// hears of one. While the listening connection is down, or the last
+// heartbeat it carried was sent more than staleAfter ago, the whole cache
+// is stale: nothing is served from it, and every verification reads the
+// database.
+//
+// That bounds how long a change can go unseen, whatever happens to the
+// connection: notifications arrive in the order their transactions
+// committed, so once a heartbeat sent after a change's commit is heard,
+// the change was heard before it; and until then the cache is served for
+// at most staleAfter from the sending of the last heartbeat heard, which
+// came before the commit. A change is seen by every check that starts
+// staleAfter after its commit (PropagationBound); in practice, within
+// milliseconds.
 //
 // An entry read from the database is kept only if nothing was heard between
 // the start of the read and its insertion (the epoch did not move), so a
@@ -34,7 +44,7 @@ type cache struct {
 	byKey     map[string]map[string]struct{} // key id -> digests
 	epoch     uint64                         // moves on every change heard and every (dis)connection
 	listening bool
-	beat      time.Time // when the replica last heard its own heartbeat
+	beat      time.Time // when the last heartbeat heard was sent
 }
 
 // entry is a secret's key as read, and the uses this replica decided from
@@ -132,11 +142,13 @@ func (c *cache) setListening(up bool) {
 	c.listening, c.beat = up, time.Time{}
 }
 
-// heard records the replica's own heartbeat, which crossed the database
-// and the listening connection.
-func (c *cache) heard() {
+// heard records the replica's own heartbeat, sent at sent, which crossed
+// the database and the listening connection.
+func (c *cache) heard(sent time.Time) {
 	c.mu.Lock()
-	c.beat = time.Now()
+	if sent.After(c.beat) {
+		c.beat = sent
+	}
 	c.mu.Unlock()
 }
 

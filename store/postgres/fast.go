@@ -35,6 +35,7 @@ type verifier struct {
 	cache       *cache
 	beatChannel string
 	beatSoon    chan struct{}
+	born        time.Time // the heartbeats' clock starts here
 	ctx         context.Context
 	stop        context.CancelFunc
 	wg          sync.WaitGroup
@@ -63,7 +64,7 @@ func (p *Postgres) fastPath() (*verifier, error) {
 	if p.fast == nil {
 		ctx, stop := context.WithCancel(context.Background())
 		v := &verifier{p: p, cache: newCache(p.staleAfter), beatChannel: newBeatChannel(),
-			beatSoon: make(chan struct{}, 1), ctx: ctx, stop: stop,
+			beatSoon: make(chan struct{}, 1), born: time.Now(), ctx: ctx, stop: stop,
 			uses: make(chan queued, 4*flushBatch), done: make(chan error, 1)}
 		v.wg.Add(2)
 		go func() { defer v.wg.Done(); v.listen(ctx) }()
@@ -109,6 +110,12 @@ func (p *Postgres) CheckCall(ctx context.Context, token keys.VerifyRequest, allo
 	res, exact, err = v.check(ctx, req)
 	return res, tokRes, exact, err
 }
+
+// PropagationBound is how long a change made through another handle (or
+// behind keyctl's back) may go unseen by this store's checks: every check
+// that starts this long after the change committed sees it. See cache.go;
+// a change made through this store is seen by its next check.
+func (p *Postgres) PropagationBound() time.Duration { return p.staleAfter }
 
 // Flush returns once every use checked so far is written, and reports a
 // failure to write them.

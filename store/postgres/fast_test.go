@@ -3,7 +3,6 @@ package postgres_test
 import (
 	"context"
 	"errors"
-	"io"
 	"net"
 	"net/url"
 	"sync"
@@ -173,9 +172,11 @@ type proxy struct {
 	upstream string
 	ln       net.Listener
 
-	mu    sync.Mutex
-	down  bool
-	conns map[net.Conn]struct{}
+	mu     sync.Mutex
+	down   bool
+	stall  bool // hold every byte back, connections open: a silent cut
+	resume *sync.Cond
+	conns  map[net.Conn]struct{}
 }
 
 func newProxy(t *testing.T, addr string) *proxy {
@@ -188,6 +189,7 @@ func newProxy(t *testing.T, addr string) *proxy {
 		t.Fatal(err)
 	}
 	px := &proxy{upstream: u.Host, ln: ln, conns: map[net.Conn]struct{}{}}
+	px.resume = sync.NewCond(&px.mu)
 	u.Host = ln.Addr().String()
 	px.addr = u.String()
 	go px.serve()
@@ -214,8 +216,8 @@ func (px *proxy) serve() {
 			continue
 		}
 		px.track(c, up)
-		go func() { io.Copy(up, c); up.Close() }()
-		go func() { io.Copy(c, up); c.Close() }()
+		go func() { px.pipe(up, c); up.Close() }()
+		go func() { px.pipe(c, up); c.Close() }()
 	}
 }
 
@@ -225,6 +227,37 @@ func (px *proxy) track(cs ...net.Conn) {
 	for _, c := range cs {
 		px.conns[c] = struct{}{}
 	}
+}
+
+// pipe copies from src to dst, holding each chunk back while the proxy is
+// stalled.
+func (px *proxy) pipe(dst, src net.Conn) {
+	buf := make([]byte, 32<<10)
+	for {
+		n, err := src.Read(buf)
+		px.mu.Lock()
+		for px.stall {
+			px.resume.Wait()
+		}
+		px.mu.Unlock()
+		if n > 0 {
+			if _, werr := dst.Write(buf[:n]); werr != nil {
+				return
+			}
+		}
+		if err != nil {
+			return
+		}
+	}
+}
+
+// setStall holds back, or lets through again, every byte in both
+// directions, without closing anything: neither end sees a cut.
+func (px *proxy) setStall(on bool) {
+	px.mu.Lock()
+	px.stall = on
+	px.mu.Unlock()
+	px.resume.Broadcast()
 }
 
 // cut closes every connection through the proxy and refuses new ones.
@@ -242,6 +275,46 @@ func (px *proxy) restore() {
 	px.mu.Lock()
 	px.down = false
 	px.mu.Unlock()
+}
+
+// TestSilentCutIsBounded: when the connection falls silent without either
+// end seeing a cut, the cache is served no longer than its bound from the
+// last heartbeat it heard: no check that starts that long after the
+// silence answers from it.
+func TestSilentCutIsBounded(t *testing.T) {
+	addr := pgtest.NewDatabase(t)
+	admin := open(t, addr, nil)
+	_, secret := create(t, admin, keys.CreateParams{})
+	px := newProxy(t, addr)
+	const bound = 300 * time.Millisecond
+	s, err := postgres.Open(context.Background(), px.addr, postgres.Options{StaleAfter: bound})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	defer px.setStall(false) // let Close through
+	if s.PropagationBound() != bound {
+		t.Fatalf("PropagationBound = %s, want %s", s.PropagationBound(), bound)
+	}
+	req := keys.VerifyRequest{Token: secret}
+	check(t, s, req)
+	within(t, "the cache is live", s.CacheLive)
+	check(t, s, req)
+
+	px.setStall(true)
+	silent := time.Now()
+	for time.Since(silent) < 3*bound {
+		started := time.Now()
+		ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
+		res, _, err := s.Check(ctx, req)
+		cancel()
+		if started.Sub(silent) > bound && err == nil {
+			t.Fatalf("a check %s into the silence answered %s from the cache; bound %s", started.Sub(silent), res.Code, bound)
+		}
+	}
+	if s.CacheLive() {
+		t.Fatal("the cache is live after a silence past its bound")
+	}
 }
 
 // TestCheckSeesItsOwnChangesAtOnce: a replica's own change is seen by its

@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"strconv"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -76,7 +77,9 @@ func (v *verifier) listenOnce(ctx context.Context) (heard bool) {
 		}
 		heard = true
 		if n.Channel == v.beatChannel {
-			v.cache.heard()
+			if sent, ok := v.beatSentAt(n.Payload); ok {
+				v.cache.heard(sent)
+			}
 		} else {
 			v.cache.changed(n.Payload)
 		}
@@ -85,7 +88,10 @@ func (v *verifier) listenOnce(ctx context.Context) (heard bool) {
 
 // heartbeat sends the replica's heartbeat through the pool every
 // staleAfter/4, until ctx ends: hearing it proves that the database and
-// the listening connection both carry notifications.
+// the listening connection both carry notifications, and that every change
+// committed before it was sent has been heard. Its payload is when it was
+// sent, on this process's monotonic clock (nanoseconds since the verifier
+// started), so that no wall-clock step can stretch the cache's trust.
 func (v *verifier) heartbeat(ctx context.Context) {
 	t := time.NewTicker(v.p.staleAfter / 4)
 	defer t.Stop()
@@ -97,7 +103,17 @@ func (v *verifier) heartbeat(ctx context.Context) {
 		case <-v.beatSoon:
 		}
 		bctx, cancel := context.WithTimeout(ctx, v.p.staleAfter)
-		v.p.pool.Exec(bctx, `SELECT pg_notify($1, '')`, v.beatChannel)
+		sent := strconv.FormatInt(int64(time.Since(v.born)), 10)
+		v.p.pool.Exec(bctx, `SELECT pg_notify($1, $2)`, v.beatChannel, sent)
 		cancel()
 	}
+}
+
+// beatSentAt is when the heartbeat with payload was sent.
+func (v *verifier) beatSentAt(payload string) (time.Time, bool) {
+	ns, err := strconv.ParseInt(payload, 10, 64)
+	if err != nil {
+		return time.Time{}, false
+	}
+	return v.born.Add(time.Duration(ns)), true
 }
