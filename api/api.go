@@ -4,7 +4,6 @@
 package api
 
 import (
-	"strings"
 	"time"
 
 	"github.com/keyctl/keyctl/store/keys"
@@ -15,17 +14,18 @@ const Version = "/v1"
 
 // Admin scopes: what a token may do through the API. owner ⊇ admin ⊇ read;
 // verify allows only POST /v1/verify, which owner and admin may also call.
+// store/keys defines them, and the rule that uses them (keys.Authorize).
 const (
-	ScopeOwner  = "keyctl:owner"
-	ScopeAdmin  = "keyctl:admin"
-	ScopeRead   = "keyctl:read"
-	ScopeVerify = "keyctl:verify"
+	ScopeOwner  = keys.ScopeOwner
+	ScopeAdmin  = keys.ScopeAdmin
+	ScopeRead   = keys.ScopeRead
+	ScopeVerify = keys.ScopeVerify
 	// ReservedScopePrefix marks the scopes only an owner may create or grant.
-	ReservedScopePrefix = "keyctl:"
+	ReservedScopePrefix = keys.ReservedScopePrefix
 )
 
 // Reserved reports whether scope is one of keyctl's own (keyctl:*).
-func Reserved(scope string) bool { return strings.HasPrefix(scope, ReservedScopePrefix) }
+func Reserved(scope string) bool { return keys.Reserved(scope) }
 
 // Error codes: a documented contract. Each goes with one HTTP status.
 const (

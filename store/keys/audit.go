@@ -16,11 +16,15 @@ const (
 	ActionDisable = "disable"
 	ActionEnable  = "enable"
 	ActionRevoke  = "revoke"
-	ActionDenied  = "denied" // an admin call refused for lack of scope
+	// ActionEndGrace ends the grace of one old secret, the key's current
+	// secret staying healthy: the revocation of a secret still in grace.
+	ActionEndGrace = "end_grace"
+	ActionDenied   = "denied" // admin calls refused for lack of scope
 )
 
 // AuditActions lists every action, for validating filters.
-var AuditActions = []string{ActionCreate, ActionUpdate, ActionRotate, ActionDisable, ActionEnable, ActionRevoke, ActionDenied}
+var AuditActions = []string{ActionCreate, ActionUpdate, ActionRotate, ActionDisable, ActionEnable, ActionRevoke,
+	ActionEndGrace, ActionDenied}
 
 // Change is one field's value before and after.
 type Change struct {

@@ -20,4 +20,6 @@ var (
 	ErrInvalid = errors.New("invalid")
 	// ErrClosed: the store is closing and takes no more requests.
 	ErrClosed = errors.New("closed")
+	// ErrForbidden: the actor may not make this change (Authorize).
+	ErrForbidden = errors.New("forbidden")
 )
