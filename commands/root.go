@@ -21,7 +21,9 @@ const exitStatusHelp = `EXIT STATUS
   1   failure (the database could not be read, the server refused the token, ...)
   2   usage error: an unknown flag, a missing argument or a bad value
   3   key not found
-  4   refused in the key's state (a revoked key cannot be changed; a name is in use)`
+  4   refused in the key's state (a revoked key cannot be changed; a name is in use)
+  5   forbidden: the acting key may not make this change (only an owner key
+      may touch a key that holds keyctl:* scopes)`
 
 // Main runs keyctl and returns its exit status.
 func Main() int {

@@ -3,7 +3,6 @@ package server
 import (
 	"net/http"
 	"net/netip"
-	"slices"
 	"strings"
 	"time"
 
@@ -17,37 +16,10 @@ type caller struct {
 	ip  netip.Addr
 }
 
-// has reports whether the caller's key grants scope, through the hierarchy:
-// owner ⊇ admin ⊇ read, and owner and admin may also verify.
-func (c *caller) has(scope string) bool {
-	held := func(s string) bool { return slices.Contains(c.key.Scopes, s) }
-	switch scope {
-	case api.ScopeOwner:
-		return held(api.ScopeOwner)
-	case api.ScopeAdmin:
-		return held(api.ScopeAdmin) || held(api.ScopeOwner)
-	case api.ScopeRead:
-		return held(api.ScopeRead) || held(api.ScopeAdmin) || held(api.ScopeOwner)
-	case api.ScopeVerify:
-		return held(api.ScopeVerify) || held(api.ScopeAdmin) || held(api.ScopeOwner)
-	}
-	return false
-}
-
-// mayGrant refuses keyctl:* scopes to a caller that is not an owner: an
-// admin may not make a key more powerful than itself.
-func (c *caller) mayGrant(scopes []string) error {
-	if c.has(api.ScopeOwner) {
-		return nil
-	}
-	for _, s := range scopes {
-		if api.Reserved(s) {
-			return errorf(http.StatusForbidden, api.CodeForbidden,
-				"only a %s key may create or grant keyctl:* scopes such as %q", api.ScopeOwner, s)
-		}
-	}
-	return nil
-}
+// has reports whether the caller's key grants scope (keys.Grants). It is
+// the route's first, coarse check; what a change may touch is decided by
+// the store, inside the change's transaction (keys.Authorize).
+func (c *caller) has(scope string) bool { return keys.Grants(c.key.Scopes, scope) }
 
 type authedFunc func(w http.ResponseWriter, r *http.Request, c *caller)
 
@@ -82,7 +54,7 @@ func (s *Server) authed(scope string, h authedFunc) http.Handler {
 
 // actorOf is who acts, for the audit trail: the caller's key and address.
 func actorOf(c *caller) keys.Actor {
-	return keys.Actor{Kind: "key", ID: c.key.ID, Name: c.key.Name, Address: addrString(c.ip)}
+	return keys.Actor{Kind: keys.ActorKey, ID: c.key.ID, Name: c.key.Name, Address: addrString(c.ip)}
 }
 
 func addrString(a netip.Addr) string {

@@ -111,6 +111,10 @@ func (rec *recorder) Unwrap() http.ResponseWriter { return rec.ResponseWriter }
 func (s *Server) observe(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		start := time.Now()
+		// Until it authenticates, a request acts with no authority at
+		// all: a handler that forgot to authenticate is refused by the
+		// store, never taken for the OS user.
+		r = r.WithContext(keys.WithActor(r.Context(), keys.Actor{Kind: keys.ActorAnonymous, Name: "anonymous"}))
 		rec := &recorder{ResponseWriter: w, req: r}
 		next.ServeHTTP(rec, r)
 		if rec.status == 0 {

@@ -65,6 +65,8 @@ func (s *Server) fail(w http.ResponseWriter, r *http.Request, err error) {
 		ae = errorf(http.StatusConflict, api.CodeConflict, "%s", err)
 	case errors.Is(err, keys.ErrRevoked):
 		ae = errorf(http.StatusConflict, api.CodeRevoked, "%s", err)
+	case errors.Is(err, keys.ErrForbidden):
+		ae = errorf(http.StatusForbidden, api.CodeForbidden, "%s", err)
 	case errors.Is(err, errClosed):
 		ae = errorf(http.StatusServiceUnavailable, api.CodeUnavailable, "the server is shutting down")
 	default:

@@ -117,13 +117,16 @@ var rateUnits = map[string]string{
 	"d": "day", "day": "day",
 }
 
+// MaxRateCount bounds a rate limit's N: at most one call a nanosecond.
+const MaxRateCount = 1_000_000_000
+
 // ParseRateLimit parses "100/s", "100/m", "100/h" or "100/d".
 func ParseRateLimit(s string) (*RateLimit, error) {
 	n, unit, ok := strings.Cut(strings.TrimSpace(s), "/")
 	count, err := strconv.ParseInt(n, 10, 64)
 	u, known := rateUnits[strings.ToLower(unit)]
-	if !ok || err != nil || count < 1 || !known {
-		return nil, fmt.Errorf("%q is not a rate limit (N/s, N/m, N/h or N/d, N at least 1)", s)
+	if !ok || err != nil || count < 1 || count > MaxRateCount || !known {
+		return nil, fmt.Errorf("%q is not a rate limit (N/s, N/m, N/h or N/d, N from 1 to %d)", s, MaxRateCount)
 	}
 	return &RateLimit{Count: count, Unit: u}, nil
 }
@@ -164,14 +167,14 @@ func ParseAllowedIP(s string) (string, error) {
 // ValidateName checks a key name: 1 to 64 letters, digits, '.', '-' or '_',
 // starting with a letter or digit.
 func ValidateName(s string) error {
-	if len(s) == 0 || len(s) > 64 {
-		return fmt.Errorf("name %q must be 1 to 64 characters", s)
+	if len(s) == 0 || len(s) > MaxNameLen {
+		return fmt.Errorf("name %q must be 1 to %d characters", Redact(s), MaxNameLen)
 	}
 	for i := 0; i < len(s); i++ {
 		c := s[i]
 		alnum := 'a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9'
 		if !alnum && (i == 0 || c != '.' && c != '-' && c != '_') {
-			return fmt.Errorf("name %q must start with a letter or digit and hold only letters, digits, '.', '-' and '_'", s)
+			return fmt.Errorf("name %q must start with a letter or digit and hold only letters, digits, '.', '-' and '_'", Redact(s))
 		}
 	}
 	return nil

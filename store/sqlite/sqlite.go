@@ -43,7 +43,10 @@ type SQLite struct {
 	retention time.Duration
 	stmts     driverStmts
 	dsn       string
+	path      string
 	readers   int
+
+	readOnly bool // the file cannot be written: every change is refused
 
 	fastMu sync.Mutex
 	fast   *checker // the fast path, once a check has opened it
@@ -80,7 +83,7 @@ func Open(ctx context.Context, path string, opts Options) (*SQLite, error) {
 		return nil, fmt.Errorf("opening database: %w", err)
 	}
 	db.SetMaxOpenConns(1)
-	s := &SQLite{db: db, pepper: opts.Pepper, now: opts.Now, retention: opts.UsageRetention, dsn: dsn, readers: opts.Readers}
+	s := &SQLite{db: db, pepper: opts.Pepper, now: opts.Now, retention: opts.UsageRetention, dsn: dsn, path: path, readers: opts.Readers}
 	if s.readers <= 0 {
 		s.readers = DefaultReaders
 	}
@@ -95,6 +98,18 @@ func Open(ctx context.Context, path string, opts Options) (*SQLite, error) {
 		return nil, fmt.Errorf("preparing database %s: %w", path, err)
 	}
 	return s, nil
+}
+
+// ErrReadOnly: the database file cannot be written (a read-only file or
+// mount, a forensic copy): it can be read, and nothing can be changed.
+var ErrReadOnly = errors.New("the database is read-only")
+
+// writable refuses a change to a read-only database.
+func (s *SQLite) writable() error {
+	if s.readOnly {
+		return fmt.Errorf("%s: %w: it can be read (list, show, usage, audit), not changed", s.path, ErrReadOnly)
+	}
+	return nil
 }
 
 // Close records every use the fast path checked, and closes the database.
