@@ -139,6 +139,38 @@ type KeyRequest struct {
 	Key string `json:"key"`
 }
 
+// FoundKey is the answer of POST /v1/keys/lookup: the key, and the state of
+// the secret presented, which may differ from the key's (an old secret is
+// dead once its grace has ended, while its key lives on).
+type FoundKey struct {
+	*keys.Key
+	SecretState SecretState `json:"secret_state"`
+}
+
+// SecretState is a secret's own state: current, or old with the end of its
+// grace.
+type SecretState struct {
+	Current bool       `json:"current"`
+	EndsAt  *time.Time `json:"ends_at"`
+}
+
+// MaxCredentials bounds the secrets one POST /v1/credentials/revoke
+// carries.
+const MaxCredentials = 100
+
+// CredentialsRequest is the body of POST /v1/credentials/revoke: secrets
+// their holder wants dead. No token is needed: holding a secret is the
+// authority to kill it.
+type CredentialsRequest struct {
+	Credentials []string `json:"credentials"`
+}
+
+// Accepted is the answer of POST /v1/credentials/revoke, whatever was found:
+// it tells nothing about any secret.
+type Accepted struct {
+	Status string `json:"status"`
+}
+
 // VerifyRequest is the body of POST /v1/verify. Cost defaults to 1; 0
 // checks without spending quota.
 type VerifyRequest struct {

@@ -87,6 +87,11 @@ func (f *Factory) loadConfig(cmd *cobra.Command) error {
 			}
 		}
 	}
+	if fl := cmd.Flags().Lookup("allow-http"); fl != nil {
+		if err := f.Config.BindPFlag("allow_http", fl); err != nil {
+			return err
+		}
+	}
 	if fl := cmd.Flags().Lookup("token-file"); fl != nil && fl.Changed {
 		f.tokenFile = fl.Value.String()
 	}

@@ -18,7 +18,7 @@ func (f *Factory) openRemote(ctx context.Context, serverURL string) (store.Store
 	if err != nil {
 		return nil, err
 	}
-	return store.Open(ctx, serverURL, store.Options{Token: tok})
+	return store.Open(ctx, serverURL, store.Options{Token: tok, AllowPlainHTTP: f.Config.GetBool("allow_http")})
 }
 
 func (f *Factory) remoteToken() (string, error) {

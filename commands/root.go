@@ -85,6 +85,7 @@ line. --db on the command line still means that local database.
 	pf.StringP("output", "o", "", "output format: table, json or yaml (env KEYCTL_OUTPUT)")
 	pf.String("server", "", "URL of a keyctl server to use instead of a local database (env KEYCTL_SERVER)")
 	pf.String("token-file", "", "file holding the token for --server (else env KEYCTL_TOKEN)")
+	pf.Bool("allow-http", false, "let --server be plain http:// to an address that is not loopback (env KEYCTL_ALLOW_HTTP)")
 
 	root.AddCommand(
 		newCreateCmd(f, nil),

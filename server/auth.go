@@ -29,6 +29,12 @@ type authedFunc func(w http.ResponseWriter, r *http.Request, c *caller)
 func (s *Server) authed(scope string, h authedFunc) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		c, err := s.authenticate(r)
+		if id := r.PathValue("id"); err == nil && keys.LooksLikeToken(id) {
+			// The secret is in the URL, and so in every log on its way:
+			// it is not looked at, and not echoed.
+			err = errorf(http.StatusBadRequest, api.CodeInvalidRequest,
+				"a secret never goes in a URL: POST it to %s/keys/lookup; and rotate or revoke it, as it may be in logs now", api.Version)
+		}
 		if err == nil && !c.has(scope) {
 			err = lacks(c, scope)
 			s.recordDenied(r, c, scope)

@@ -59,8 +59,12 @@ func (s *Server) lookupKey(w http.ResponseWriter, r *http.Request, _ *caller) {
 		s.fail(w, r, err)
 		return
 	}
-	k, err := s.store.Find(r.Context(), req.Key)
-	s.answerKey(w, r, k, err)
+	k, state, err := s.store.FindSecret(r.Context(), req.Key)
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, api.FoundKey{Key: k, SecretState: api.SecretState{Current: state.Current, EndsAt: state.EndsAt}})
 }
 
 func (s *Server) updateKey(w http.ResponseWriter, r *http.Request, _ *caller) {

@@ -62,6 +62,7 @@ type Server struct {
 	handler http.Handler
 	now     func() time.Time
 	closed  atomic.Bool // Close was called: verifications are refused
+	holders holderLimits
 }
 
 // New returns a server over st. It starts the goroutine that verifies
@@ -149,6 +150,7 @@ func (s *Server) routes(reg *prometheus.Registry) {
 	s.mux.Handle("GET "+v+"/openapi.json", http.HandlerFunc(serveOpenAPI))
 
 	s.mux.Handle("POST "+v+"/verify", http.HandlerFunc(s.verify))
+	s.mux.Handle("POST "+v+"/credentials/revoke", http.HandlerFunc(s.revokeCredentials))
 	s.mux.Handle("POST "+v+"/keys", s.authed(api.ScopeAdmin, s.createKey))
 	s.mux.Handle("GET "+v+"/keys", s.authed(api.ScopeRead, s.listKeys))
 	s.mux.Handle("POST "+v+"/keys/lookup", s.authed(api.ScopeRead, s.lookupKey))

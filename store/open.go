@@ -27,6 +27,10 @@ type Options struct {
 	Token string
 	// HTTPClient talks to a keyctl server; a default one when nil.
 	HTTPClient *http.Client
+	// AllowPlainHTTP lets remote mode talk plain http:// to an address
+	// that is not loopback (refused otherwise: the token would cross the
+	// network in clear text).
+	AllowPlainHTTP bool
 }
 
 // Open opens the store at addr, choosing the backend by its form:
@@ -38,7 +42,11 @@ func Open(ctx context.Context, addr string, opts Options) (Store, error) {
 	case addr == "":
 		return nil, fmt.Errorf("no database: set --db or KEYCTL_DB")
 	case strings.HasPrefix(addr, "http://"), strings.HasPrefix(addr, "https://"):
-		return remote.New(addr, opts.Token, opts.HTTPClient)
+		var ro []remote.Option
+		if opts.AllowPlainHTTP {
+			ro = append(ro, remote.AllowPlainHTTP)
+		}
+		return remote.New(addr, opts.Token, opts.HTTPClient, ro...)
 	case strings.HasPrefix(addr, "postgres://"), strings.HasPrefix(addr, "postgresql://"):
 		return nil, fmt.Errorf("%s: PostgreSQL is not supported by this keyctl", redact(addr))
 	}

@@ -18,7 +18,12 @@ import (
 // Store holds keys. Who acts is carried by the context (keys.WithActor), and
 // so is a note for the audit trail (keys.WithNote). Every method that
 // changes something does so in one transaction: it either happens whole or
-// not at all, and its audit entry with it.
+// not at all, and its audit entry with it. In that same transaction the
+// store reads the actor's authority (the acting key by its id, as it is
+// then) and decides with keys.Authorize, on the key the change resolved to,
+// whether the change may be made: keys.ErrForbidden when not. A ref is an
+// id or a name; a token-shaped ref finds the key of that secret, and is
+// never shown whole in an error.
 type Store interface {
 	// Create issues a new key and returns it with its plaintext secret,
 	// which exists nowhere else afterwards.
@@ -43,6 +48,15 @@ type Store interface {
 	// Find returns the key a plaintext token belongs to (any of its secrets,
 	// current or not), without recording a use. ErrNotFound when none.
 	Find(ctx context.Context, token string) (*keys.Key, error)
+	// FindSecret is Find, with the secret's own state: the key's current
+	// secret, or an old one and when its grace ends (or ended).
+	FindSecret(ctx context.Context, token string) (*keys.Key, keys.SecretState, error)
+	// RevokeSecret kills one secret on the authority of whoever presents
+	// it, in one transaction: a key's current secret revokes the key; an
+	// old secret still in its grace stops working now, and the key's
+	// current secret stays healthy; a secret that works no more, or that
+	// no key has, changes nothing. The result says which.
+	RevokeSecret(ctx context.Context, token, reason string) (*keys.SecretRevocation, error)
 	// Usage reports a key's recent verifications and counts per day.
 	Usage(ctx context.Context, ref string, q keys.UsageQuery) (*keys.UsageReport, error)
 	// Audit returns the audit entries that match f, oldest first.

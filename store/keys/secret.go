@@ -17,6 +17,9 @@ const (
 	SecretDead SecretOutcome = "dead"
 	// SecretUnknown: no key has it; nothing changed.
 	SecretUnknown SecretOutcome = "unknown"
+	// SecretAccepted: a keyctl server took it, and says nothing more, so
+	// that whoever presents a secret learns nothing about it.
+	SecretAccepted SecretOutcome = "accepted"
 )
 
 // SecretRevocation is the result of revoking a secret: what it did, the

@@ -11,12 +11,14 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/netip"
 	"net/url"
 	"strconv"
 	"strings"
 	"time"
 
 	"github.com/keyctl/keyctl/api"
+	"github.com/keyctl/keyctl/apikey"
 	"github.com/keyctl/keyctl/store/keys"
 )
 
@@ -26,21 +28,28 @@ var ErrUnauthorized = errors.New("the server refused the token")
 
 // Client is a Store backed by a keyctl server.
 type Client struct {
-	base     *url.URL
-	token    string
-	hc       *http.Client
-	pageSize int
+	base      *url.URL
+	token     string
+	hc        *http.Client
+	pageSize  int
+	plainHTTP bool
 }
 
-// New returns a client of the server at serverURL (http or https) that
-// authenticates with token. hc is the HTTP client to use; nil makes one.
-func New(serverURL, token string, hc *http.Client) (*Client, error) {
+// Option changes how New connects.
+type Option func(*Client)
+
+// AllowPlainHTTP lets New talk plain http:// to an address that is not
+// loopback, for a network its user trusts. Without it, New refuses: the
+// token would cross the network in clear text.
+func AllowPlainHTTP(c *Client) { c.plainHTTP = true }
+
+// New returns a client of the server at serverURL (https, or http on a
+// loopback address) that authenticates with token (none: only the calls
+// that need none work). hc is the HTTP client to use; nil makes one.
+func New(serverURL, token string, hc *http.Client, opts ...Option) (*Client, error) {
 	u, err := url.Parse(strings.TrimSuffix(serverURL, "/"))
 	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
 		return nil, fmt.Errorf("%w: server %q is not an http:// or https:// URL", keys.ErrInvalid, serverURL)
-	}
-	if token == "" {
-		return nil, fmt.Errorf("no token for server %s", u.Redacted())
 	}
 	if hc == nil {
 		hc = &http.Client{Timeout: time.Minute}
@@ -48,7 +57,25 @@ func New(serverURL, token string, hc *http.Client) (*Client, error) {
 	// A redirect could carry the token elsewhere; the API never redirects.
 	c := *hc
 	c.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
-	return &Client{base: u, token: token, hc: &c, pageSize: 1000}, nil
+	cl := &Client{base: u, token: token, hc: &c, pageSize: 1000}
+	for _, o := range opts {
+		o(cl)
+	}
+	if u.Scheme == "http" && !loopback(u.Hostname()) && !cl.plainHTTP {
+		return nil, fmt.Errorf("%w: server %s is plain http:// to an address that is not loopback: the token would cross the network in clear text; use https://, or allow it deliberately with --allow-http (KEYCTL_ALLOW_HTTP=1)",
+			keys.ErrInvalid, u.Redacted())
+	}
+	return cl, nil
+}
+
+// loopback reports whether host is this machine: localhost or a loopback
+// address. A name is not resolved: only these are trusted.
+func loopback(host string) bool {
+	if strings.EqualFold(host, "localhost") {
+		return true
+	}
+	ip, err := netip.ParseAddr(host)
+	return err == nil && ip.Unmap().IsLoopback()
 }
 
 // Close lets go of idle connections.
@@ -111,7 +138,9 @@ func (c *Client) do(ctx context.Context, method, path string, query url.Values, 
 	if err != nil {
 		return err
 	}
-	req.Header.Set("Authorization", "Bearer "+c.token)
+	if c.token != "" {
+		req.Header.Set("Authorization", "Bearer "+c.token)
+	}
 	req.Header.Set("Accept", "application/json")
 	if note := keys.NoteFrom(ctx); note != "" {
 		req.Header.Set(api.NoteHeader, strings.Map(printable, note))
@@ -146,10 +175,19 @@ func (c *Client) do(ctx context.Context, method, path string, query url.Values, 
 }
 
 // keyPath is the path of the key ref names. A ref that cannot be a name or
-// an id names no key, as it would locally; it never reaches a URL.
-func keyPath(ref string, rest string) (string, error) {
+// an id names no key, as it would locally; it never reaches a URL. Nor does
+// a secret given as a ref: its key is found by POST /v1/keys/lookup, with
+// the secret in the body, and named by its id.
+func (c *Client) keyPath(ctx context.Context, ref string, rest string) (string, error) {
+	if keys.LooksLikeToken(ref) {
+		k, _, err := c.FindSecret(ctx, ref)
+		if err != nil {
+			return "", err
+		}
+		ref = k.ID
+	}
 	if keys.ValidateName(ref) != nil {
-		return "", fmt.Errorf("key %q %w", ref, keys.ErrNotFound)
+		return "", fmt.Errorf("key %q %w", keys.Redact(ref), keys.ErrNotFound)
 	}
 	return api.Version + "/keys/" + url.PathEscape(ref) + rest, nil
 }
@@ -173,7 +211,7 @@ func (c *Client) Get(ctx context.Context, ref string) (*keys.Key, error) {
 }
 
 func (c *Client) keyCall(ctx context.Context, method, ref, rest string, in any) (*keys.Key, error) {
-	path, err := keyPath(ref, rest)
+	path, err := c.keyPath(ctx, ref, rest)
 	if err != nil {
 		return nil, err
 	}
@@ -228,7 +266,7 @@ func (c *Client) Update(ctx context.Context, ref string, p keys.UpdateParams) (*
 // Rotate gives a key a new secret; the old one works for grace more (whole
 // seconds).
 func (c *Client) Rotate(ctx context.Context, ref string, grace time.Duration) (*keys.Key, string, error) {
-	path, err := keyPath(ref, "/rotate")
+	path, err := c.keyPath(ctx, ref, "/rotate")
 	if err != nil {
 		return nil, "", err
 	}
@@ -270,16 +308,42 @@ func (c *Client) Verify(ctx context.Context, req keys.VerifyRequest) (*keys.Veri
 // Find returns the key a token belongs to. The token travels in the body,
 // never in a URL.
 func (c *Client) Find(ctx context.Context, token string) (*keys.Key, error) {
-	var k keys.Key
-	if err := c.do(ctx, http.MethodPost, api.Version+"/keys/lookup", nil, api.KeyRequest{Key: token}, &k); err != nil {
+	k, _, err := c.FindSecret(ctx, token)
+	return k, err
+}
+
+// FindSecret returns the key a token belongs to, and the secret's own
+// state.
+func (c *Client) FindSecret(ctx context.Context, token string) (*keys.Key, keys.SecretState, error) {
+	var out api.FoundKey
+	if err := c.do(ctx, http.MethodPost, api.Version+"/keys/lookup", nil, api.KeyRequest{Key: token}, &out); err != nil {
+		return nil, keys.SecretState{}, err
+	}
+	if out.Key == nil {
+		return nil, keys.SecretState{}, fmt.Errorf("server %s: the lookup answered no key", c.base.Redacted())
+	}
+	return out.Key, keys.SecretState{Current: out.SecretState.Current, EndsAt: out.SecretState.EndsAt}, nil
+}
+
+// RevokeSecret hands a secret to the server's credential revocation
+// (POST /v1/credentials/revoke), which needs no token and tells nothing of
+// what it found: the outcome is SecretAccepted.
+func (c *Client) RevokeSecret(ctx context.Context, token, _ string) (*keys.SecretRevocation, error) {
+	tok, err := apikey.Parse(token)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", keys.ErrInvalid, err)
+	}
+	var out api.Accepted
+	if err := c.do(ctx, http.MethodPost, api.Version+"/credentials/revoke", nil,
+		api.CredentialsRequest{Credentials: []string{token}}, &out); err != nil {
 		return nil, err
 	}
-	return &k, nil
+	return &keys.SecretRevocation{Outcome: keys.SecretAccepted, Start: tok.Start()}, nil
 }
 
 // Usage reports a key's recent verifications and counts per day.
 func (c *Client) Usage(ctx context.Context, ref string, uq keys.UsageQuery) (*keys.UsageReport, error) {
-	path, err := keyPath(ref, "/usage")
+	path, err := c.keyPath(ctx, ref, "/usage")
 	if err != nil {
 		return nil, err
 	}
