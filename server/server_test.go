@@ -3,6 +3,7 @@ package server
 import (
 	"bytes"
 	"context"
+	"database/sql"
 	"encoding/json"
 	"io"
 	"net"
@@ -48,6 +49,7 @@ func (c *clock) Advance(d time.Duration) {
 type testServer struct {
 	t      *testing.T
 	st     *sqlite.SQLite
+	path   string // the database file
 	srv    *Server
 	url    string
 	clock  *clock
@@ -80,11 +82,12 @@ func (s *syncBuffer) String() string {
 func start(t *testing.T) *testServer {
 	t.Helper()
 	c := &clock{t: time.Now().UTC().Truncate(time.Second)}
-	st, err := store.OpenSQLite(context.Background(), filepath.Join(t.TempDir(), "keyctl.db"), store.Options{Now: c.Now})
+	path := filepath.Join(t.TempDir(), "keyctl.db")
+	st, err := store.OpenSQLite(context.Background(), path, store.Options{Now: c.Now})
 	if err != nil {
 		t.Fatal(err)
 	}
-	ts := &testServer{t: t, st: st, clock: c, log: &syncBuffer{}, tok: map[string]string{}, keys: map[string]*keys.Key{}}
+	ts := &testServer{t: t, st: st, path: path, clock: c, log: &syncBuffer{}, tok: map[string]string{}, keys: map[string]*keys.Key{}}
 	for name, scope := range map[string]string{
 		"owner": api.ScopeOwner, "admin": api.ScopeAdmin, "read": api.ScopeRead, "verify": api.ScopeVerify, "plain": "sdk",
 	} {
@@ -282,6 +285,20 @@ func want(t *testing.T, r *response, status int, code string) {
 		if got := r.errCode(t); got != code {
 			t.Fatalf("error code %q, want %q: %s", got, code, r.body)
 		}
+	}
+}
+
+// exec runs SQL on the database from a connection of its own, as the
+// sqlite3 shell would.
+func (ts *testServer) exec(query string, args ...any) {
+	ts.t.Helper()
+	db, err := sql.Open("sqlite", ts.path)
+	if err != nil {
+		ts.t.Fatal(err)
+	}
+	defer db.Close()
+	if _, err := db.Exec(query, args...); err != nil {
+		ts.t.Fatal(err)
 	}
 }
 

@@ -22,21 +22,26 @@ import (
 // decided there: Check reports it as exact, and the caller verifies it with
 // VerifyBatch, in a write transaction, so that quotas stay exact across
 // processes. The readers are opened at the first check.
+//
+// A caller's own token comes again and again: each reader keeps its last
+// valid verification of each token, and reuses it while PRAGMA
+// data_version on that reader's connection holds, that is while no other
+// connection (this process's writer, another keyctl, the sqlite3 shell) has
+// committed anything. SQLite tells every change that way, whoever makes it,
+// at the cost of reading one counter.
 
 const (
 	flushEvery = 20 * time.Millisecond // how long a use waits, at most, to be written
 	flushBatch = 1024                  // uses written by one transaction, at most
+	queueUses  = 1024                  // uses waiting for a transaction, at most
 	pruneEvery = time.Hour             // how often the whole usage log is trimmed
+	maxCached  = 10000                 // token verifications a reader keeps
 )
 
 type checker struct {
 	s       *SQLite
 	read    *sql.DB
-	stmt    *sql.Stmt
-	version *sql.Stmt
-
-	cacheMu sync.Mutex
-	cache   map[string]tokenCheck // by digest
+	readers chan *reader
 	uses    chan use
 	done    chan error
 
@@ -45,6 +50,15 @@ type checker struct {
 
 	closeOnce sync.Once
 	closeErr  error
+}
+
+// reader is one reader connection, used by one verification at a time, with
+// its statements and its cache of token verifications.
+type reader struct {
+	conn        *sql.Conn
+	lookup      *sql.Stmt
+	dataVersion *sql.Stmt
+	cache       map[string]tokenCheck // by digest
 }
 
 // use is one verification to record: the key, when, the result, the
@@ -64,6 +78,9 @@ func (s *SQLite) fastPath() (*checker, error) {
 	defer s.fastMu.Unlock()
 	if s.closed {
 		return nil, keys.ErrClosed
+	}
+	if err := s.writable(); err != nil {
+		return nil, err
 	}
 	if s.fast == nil {
 		c, err := s.newChecker(s.readers)
@@ -86,9 +103,9 @@ func (s *SQLite) Check(ctx context.Context, req keys.VerifyRequest) (*keys.Verif
 }
 
 // CheckToken is Check for a caller's own token, which comes again and again:
-// a valid verification is reused for as long as nothing it depends on has
-// changed in the database (its use is still recorded, and expiry, address and
-// grace are judged anew each time).
+// a valid verification is reused for as long as nothing has changed in the
+// database (its use is still recorded, and expiry, address and grace are
+// judged anew each time).
 func (s *SQLite) CheckToken(ctx context.Context, req keys.VerifyRequest) (*keys.VerifyResult, bool, error) {
 	c, err := s.fastPath()
 	if err != nil {
@@ -97,8 +114,8 @@ func (s *SQLite) CheckToken(ctx context.Context, req keys.VerifyRequest) (*keys.
 	return c.CheckToken(ctx, req)
 }
 
-// CheckCall is CheckToken for a caller's token and then, if allow permits,
-// Check for req, with one read for both when it can.
+// CheckCall is CheckToken for a caller's token and then, only if allow
+// permits its result, Check for req, on one reader.
 func (s *SQLite) CheckCall(ctx context.Context, token keys.VerifyRequest, allow func(*keys.VerifyResult) bool, req keys.VerifyRequest) (res, tokRes *keys.VerifyResult, exact bool, err error) {
 	c, err := s.fastPath()
 	if err != nil {
@@ -128,24 +145,79 @@ func (s *SQLite) newChecker(readers int) (*checker, error) {
 	}
 	read.SetMaxOpenConns(readers)
 	read.SetMaxIdleConns(readers)
-	stmt, err := read.Prepare(`SELECT (SELECT version FROM state WHERE id = 1), ` + strings.TrimPrefix(verifyKeyQuery, "SELECT "))
-	if err != nil {
-		read.Close()
-		return nil, fmt.Errorf("preparing the reader: %w", err)
+	c := &checker{s: s, read: read, readers: make(chan *reader, readers),
+		uses: make(chan use, queueUses), done: make(chan error, 1)}
+	for range readers {
+		r := &reader{}
+		if err := r.open(read); err != nil {
+			read.Close()
+			return nil, fmt.Errorf("preparing a reader: %w", err)
+		}
+		c.readers <- r
 	}
-	version, err := read.Prepare(`SELECT version FROM state WHERE id = 1`)
-	if err != nil {
-		read.Close()
-		return nil, fmt.Errorf("preparing the reader: %w", err)
-	}
-	c := &checker{s: s, read: read, stmt: stmt, version: version, cache: map[string]tokenCheck{},
-		uses: make(chan use, 4*flushBatch), done: make(chan error, 1)}
 	go c.record()
 	return c, nil
 }
 
+// open takes a connection of its own from db and prepares the reader's
+// statements on it: data_version is a property of one connection.
+func (r *reader) open(db *sql.DB) error {
+	ctx := context.Background()
+	conn, err := db.Conn(ctx)
+	if err != nil {
+		return err
+	}
+	lookup, err := conn.PrepareContext(ctx, verifyKeyQuery)
+	if err != nil {
+		conn.Close()
+		return err
+	}
+	dv, err := conn.PrepareContext(ctx, `PRAGMA data_version`)
+	if err != nil {
+		lookup.Close()
+		conn.Close()
+		return err
+	}
+	*r = reader{conn: conn, lookup: lookup, dataVersion: dv, cache: map[string]tokenCheck{}}
+	return nil
+}
+
+func (r *reader) close() {
+	if r.conn != nil {
+		r.lookup.Close()
+		r.dataVersion.Close()
+		r.conn.Close()
+		*r = reader{}
+	}
+}
+
+// acquire takes a reader from the pool, reopening it if a failure closed it.
+func (c *checker) acquire(ctx context.Context) (*reader, error) {
+	select {
+	case r := <-c.readers:
+		if r.conn == nil {
+			if err := r.open(c.read); err != nil {
+				c.readers <- r
+				return nil, err
+			}
+		}
+		return r, nil
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+}
+
+// release returns a reader to the pool; after a failure other than a
+// canceled request, its connection is closed, to be opened anew.
+func (c *checker) release(r *reader, err error) {
+	if err != nil && !errors.Is(err, context.Canceled) && !errors.Is(err, context.DeadlineExceeded) {
+		r.close()
+	}
+	c.readers <- r
+}
+
 // tokenCheck is a key as a valid verification of a token found it, at a
-// version of the database.
+// data_version of the reader's connection.
 type tokenCheck struct {
 	version    int64
 	key        keys.Key
@@ -157,7 +229,7 @@ func (c *checker) Check(ctx context.Context, req keys.VerifyRequest) (*keys.Veri
 	return res, exact, err
 }
 
-func (c *checker) CheckToken(ctx context.Context, req keys.VerifyRequest) (*keys.VerifyResult, bool, error) {
+func (c *checker) CheckToken(ctx context.Context, req keys.VerifyRequest) (res *keys.VerifyResult, exact bool, err error) {
 	if bad := c.malformed(req); bad != nil {
 		return bad, false, nil
 	}
@@ -166,44 +238,36 @@ func (c *checker) CheckToken(ctx context.Context, req keys.VerifyRequest) (*keys
 	if c.closed {
 		return nil, false, keys.ErrClosed
 	}
-	var version int64
-	if err := c.version.QueryRowContext(ctx).Scan(&version); err != nil {
+	r, err := c.acquire(ctx)
+	if err != nil {
 		return nil, false, err
 	}
-	return c.token(ctx, req, version)
+	defer func() { c.release(r, err) }()
+	return c.token(ctx, r, req)
 }
 
-// CheckCall verifies a caller's token and then, if allow says its result
-// permits, req: one read for both when the token's last verification can be
-// reused, since the read of req's key also tells the database's version. It
-// returns req's result (nil when the token does not allow it) and the
-// token's. exact with a token result means req must be verified in a write
-// transaction; exact without one, that the token must be (and then req).
-// With an empty token, only req is verified.
+// CheckCall verifies a caller's token and then, only if allow says its
+// result permits, req: the key asked about is not even looked up for a
+// caller that has not authenticated, so that it learns nothing of it, not
+// even from the time the answer takes. It returns req's result (nil when
+// the token does not allow it) and the token's. exact with a token result
+// means req must be verified in a write transaction; exact without one,
+// that the token must be (and then req). With an empty token, only req is
+// verified.
 func (c *checker) CheckCall(ctx context.Context, token keys.VerifyRequest, allow func(*keys.VerifyResult) bool, req keys.VerifyRequest) (res, tokRes *keys.VerifyResult, exact bool, err error) {
 	c.mu.RLock()
 	defer c.mu.RUnlock()
 	if c.closed {
 		return nil, nil, false, keys.ErrClosed
 	}
-	var row keyRow
-	bad := c.malformed(req)
-	if bad == nil {
-		if row, err = c.lookup(ctx, apikey.Digest(req.Token, c.s.pepper)); err != nil {
-			return nil, nil, false, err
-		}
+	r, err := c.acquire(ctx)
+	if err != nil {
+		return nil, nil, false, err
 	}
+	defer func() { c.release(r, err) }()
 	if token.Token != "" {
 		if tokRes = c.malformed(token); tokRes == nil {
-			if row.found {
-				tokRes, exact, err = c.token(ctx, token, row.version)
-			} else {
-				var version int64
-				if err = c.version.QueryRowContext(ctx).Scan(&version); err == nil {
-					tokRes, exact, err = c.token(ctx, token, version)
-				}
-			}
-			if err != nil || exact {
+			if tokRes, exact, err = c.token(ctx, r, token); err != nil || exact {
 				// A token that spends quota or rate limit is verified
 				// exactly, and the call with it.
 				return nil, nil, exact, err
@@ -213,21 +277,23 @@ func (c *checker) CheckCall(ctx context.Context, token keys.VerifyRequest, allow
 			return nil, tokRes, false, nil
 		}
 	}
-	switch {
-	case bad != nil:
+	if bad := c.malformed(req); bad != nil {
 		return bad, tokRes, false, nil
-	case !row.found:
+	}
+	row, err := r.find(ctx, c.s, apikey.Digest(req.Token, c.s.pepper))
+	if err != nil {
+		return nil, nil, false, err
+	}
+	if !row.found {
 		return keys.NotFoundResult(), tokRes, false, nil
 	}
 	res, exact = c.decide(row.key, row.secretEnds, req, row.tat, true)
 	return res, tokRes, exact, nil
 }
 
-// keyRow is a key as read for a verification, with the database's version
-// at that read.
+// keyRow is a key as read for a verification.
 type keyRow struct {
 	found      bool
-	version    int64
 	key        *keys.Key
 	secretEnds *time.Time
 	tat        int64
@@ -240,39 +306,39 @@ func (c *checker) malformed(req keys.VerifyRequest) *keys.VerifyResult {
 	return nil
 }
 
-// lookup finds the key a digest belongs to.
-func (c *checker) lookup(ctx context.Context, digest []byte) (keyRow, error) {
-	var r keyRow
-	k, ends, err := c.s.scanVerifyRow(c.stmt.QueryRowContext(ctx, digest), digest, &r.tat, &r.version)
-	r.found, r.key, r.secretEnds = k != nil, k, ends
-	return r, err
+// find looks up the key a digest belongs to.
+func (r *reader) find(ctx context.Context, s *SQLite, digest []byte) (keyRow, error) {
+	var row keyRow
+	k, ends, err := s.scanVerifyRow(r.lookup.QueryRowContext(ctx, digest), digest, &row.tat)
+	row.found, row.key, row.secretEnds = k != nil, k, ends
+	return row, err
 }
 
-// token verifies a caller's token, reusing its last valid verification if
-// the database is still at the version it was made at.
-func (c *checker) token(ctx context.Context, req keys.VerifyRequest, version int64) (*keys.VerifyResult, bool, error) {
+// token verifies a caller's token, reusing its last valid verification on
+// this reader if nothing was committed since: the data_version is read
+// before the key, so that a snapshot is never newer than its version.
+func (c *checker) token(ctx context.Context, r *reader, req keys.VerifyRequest) (*keys.VerifyResult, bool, error) {
+	var version int64
+	if err := r.dataVersion.QueryRowContext(ctx).Scan(&version); err != nil {
+		return nil, false, err
+	}
 	digest := apikey.Digest(req.Token, c.s.pepper)
-	c.cacheMu.Lock()
-	tc, ok := c.cache[string(digest)]
-	c.cacheMu.Unlock()
-	if ok && tc.version == version {
+	if tc, ok := r.cache[string(digest)]; ok && tc.version == version {
 		k := tc.key
 		res, exact := c.decide(&k, tc.secretEnds, req, 0, false)
 		return res, exact, nil
 	}
-	row, err := c.lookup(ctx, digest)
+	row, err := r.find(ctx, c.s, digest)
 	if err != nil || !row.found {
 		return keys.NotFoundResult(), false, err
 	}
-	snapshot := tokenCheck{version: row.version, key: *row.key, secretEnds: row.secretEnds}
+	snapshot := tokenCheck{version: version, key: *row.key, secretEnds: row.secretEnds}
 	res, exact := c.decide(row.key, row.secretEnds, req, row.tat, true)
 	if res != nil && res.Code == keys.Valid {
-		c.cacheMu.Lock()
-		if len(c.cache) > 10000 {
-			clear(c.cache)
+		if len(r.cache) >= maxCached {
+			clear(r.cache)
 		}
-		c.cache[string(digest)] = snapshot
-		c.cacheMu.Unlock()
+		r.cache[string(digest)] = snapshot
 	}
 	return res, exact, nil
 }
@@ -371,8 +437,9 @@ func (c *checker) Close() error {
 		close(c.uses)
 		c.mu.Unlock()
 		err := <-c.done
-		c.stmt.Close()
-		c.version.Close()
+		for range cap(c.readers) {
+			(<-c.readers).close()
+		}
 		c.closeErr = errors.Join(err, c.read.Close())
 	})
 	return c.closeErr
