@@ -4,7 +4,6 @@ import (
 	"net/http"
 	"time"
 
-	"github.com/keyctl/keyctl/store"
 	"github.com/keyctl/keyctl/store/keys"
 )
 
@@ -50,17 +49,4 @@ func (s *Server) verifyAudit(w http.ResponseWriter, r *http.Request, _ *caller) 
 		return
 	}
 	writeJSON(w, http.StatusOK, check)
-}
-
-// recordDenied audits an admin call refused for lack of scope, when the
-// store keeps such records.
-func (s *Server) recordDenied(r *http.Request, c *caller, scope string) {
-	d, ok := s.store.(store.DenialRecorder)
-	if !ok || c == nil {
-		return
-	}
-	ctx := keys.WithActor(r.Context(), actorOf(c))
-	if err := d.RecordDenied(ctx, r.Pattern, r.PathValue("id"), scope); err != nil {
-		s.errLog.Error("auditing a refused call", "err", err)
-	}
 }

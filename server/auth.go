@@ -37,7 +37,7 @@ func (s *Server) authed(scope string, h authedFunc) http.Handler {
 		}
 		if err == nil && !c.has(scope) {
 			err = lacks(c, scope)
-			s.recordDenied(r, c, scope)
+			s.denied(r, c, scope)
 		}
 		logKey(w, c)
 		if err != nil {
@@ -52,9 +52,18 @@ func (s *Server) authed(scope string, h authedFunc) http.Handler {
 		}
 		ctx := keys.WithActor(r.Context(), actorOf(c))
 		if note := r.Header.Get(api.NoteHeader); note != "" {
+			if err := keys.CheckText(api.NoteHeader, note, keys.MaxNote); err != nil {
+				s.fail(w, r, err)
+				return
+			}
 			ctx = keys.WithNote(ctx, note)
 		}
 		h(w, r.WithContext(ctx), c)
+		// A change the store refused (a management key is an owner's) is
+		// a refused admin call too.
+		if rec, ok := w.(*recorder); ok && rec.status == http.StatusForbidden {
+			s.denied(r, c, api.ScopeOwner)
+		}
 	})
 }
 

@@ -21,6 +21,7 @@ type metrics struct {
 	duration        *prometheus.HistogramVec
 	verifications   *prometheus.CounterVec
 	authentications *prometheus.CounterVec
+	denied          *prometheus.CounterVec
 	batchSize       prometheus.Histogram
 }
 
@@ -43,6 +44,10 @@ func newMetrics(reg *prometheus.Registry) *metrics {
 			Name: "keyctl_authentications_total",
 			Help: "Tokens presented to the API, by the result code of their verification.",
 		}, []string{"code"}),
+		denied: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "keyctl_denied_requests_total",
+			Help: "Admin calls refused to an authenticated caller, by route pattern: its key lacks the scope, or may not touch the key.",
+		}, []string{"route"}),
 		batchSize: prometheus.NewHistogram(prometheus.HistogramOpts{
 			Name:    "keyctl_verify_batch_size",
 			Help:    "Verifications (of requests and of tokens) recorded per store transaction.",
@@ -53,7 +58,7 @@ func newMetrics(reg *prometheus.Registry) *metrics {
 		m.verifications.WithLabelValues(string(c))
 		m.authentications.WithLabelValues(string(c))
 	}
-	reg.MustRegister(m.requests, m.duration, m.verifications, m.authentications, m.batchSize,
+	reg.MustRegister(m.requests, m.duration, m.verifications, m.authentications, m.denied, m.batchSize,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }

@@ -63,6 +63,7 @@ type Server struct {
 	now     func() time.Time
 	closed  atomic.Bool // Close was called: verifications are refused
 	holders holderLimits
+	denials denials
 }
 
 // New returns a server over st. It starts the goroutine that verifies
@@ -106,6 +107,7 @@ func (s *Server) Handler() http.Handler { return s.handler }
 func (s *Server) Close() {
 	s.closed.Store(true)
 	s.batch.close()
+	s.flushDenials()
 	if s.fast != nil {
 		if err := s.fast.Flush(context.Background()); err != nil {
 			s.errLog.Error("recording usage", "err", err)

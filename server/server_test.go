@@ -490,3 +490,26 @@ func TestStoreFailureIs500WithoutDetail(t *testing.T) {
 		t.Fatal("the cause of a 500 is not logged")
 	}
 }
+
+// metricsText is the server's /metrics page.
+func (ts *testServer) metricsText() string {
+	ts.t.Helper()
+	resp, err := http.Get(ts.url + "/metrics")
+	if err != nil {
+		ts.t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return string(b)
+}
+
+// grep returns the lines of text that hold s.
+func grep(text, s string) string {
+	var out []string
+	for _, l := range strings.Split(text, "\n") {
+		if strings.Contains(l, s) {
+			out = append(out, l)
+		}
+	}
+	return strings.Join(out, "\n")
+}

@@ -99,7 +99,9 @@ type FastVerifier interface {
 	Flush(ctx context.Context) error
 }
 
-// DenialRecorder audits an admin call refused for lack of scope.
+// DenialRecorder audits admin calls refused for lack of authority: one
+// entry stands for d.Count refusals of the actor in ctx. The caller bounds
+// how often it records (the service: once per caller and minute).
 type DenialRecorder interface {
-	RecordDenied(ctx context.Context, attempted, ref, required string) error
+	RecordDenied(ctx context.Context, d keys.Denial) error
 }

@@ -77,6 +77,17 @@ type AuditCheck struct {
 	Head    string `json:"head,omitempty"` // the last entry's hash
 }
 
+// Denial is what the audit trail records of refused admin calls: the route
+// attempted, the scope it needed, the key it named (a caller's text: it is
+// bounded and escaped before it is stored), and how many refusals of one
+// caller the entry stands for.
+type Denial struct {
+	Route    string
+	Required string
+	Ref      string
+	Count    int64
+}
+
 type noteKey struct{}
 
 // WithNote returns a context whose changes are audited with note, such as

@@ -19,7 +19,10 @@ func (s *SQLite) appendAudit(ctx context.Context, tx *sql.Tx, action string, k *
 	if err != nil && !errors.Is(err, sql.ErrNoRows) {
 		return err
 	}
-	c := chain.NewContent(seq, s.now(), keys.ActorFrom(ctx), action, k, changes, keys.NoteFrom(ctx))
+	actor := keys.ActorFrom(ctx)
+	actor.Name, actor.Address = keys.Escape(actor.Name, 128), keys.Escape(actor.Address, 64)
+	note := keys.Escape(keys.NoteFrom(ctx), keys.MaxNote)
+	c := chain.NewContent(seq, s.now(), actor, action, k, changes, note)
 	content, err := json.Marshal(c)
 	if err != nil {
 		return err
@@ -34,20 +37,31 @@ func (s *SQLite) appendAudit(ctx context.Context, tx *sql.Tx, action string, k *
 	return err
 }
 
-// RecordDenied audits an admin call refused for lack of scope.
-func (s *SQLite) RecordDenied(ctx context.Context, attempted, ref, required string) error {
+// RecordDenied audits admin calls refused for lack of authority. The key
+// the call named is recorded when it is one; else the caller's text, bounded
+// and escaped, and never a secret.
+func (s *SQLite) RecordDenied(ctx context.Context, d keys.Denial) error {
+	if err := s.writable(); err != nil {
+		return err
+	}
 	return s.tx(ctx, func(tx *sql.Tx) error {
-		k, err := s.resolve(ctx, tx, ref)
-		if err != nil && !errors.Is(err, keys.ErrNotFound) {
-			return err
+		changes := map[string]keys.Change{
+			"attempted":      {To: keys.Escape(d.Route, 64)},
+			"required_scope": {To: keys.Escape(d.Required, 64)},
+			"count":          {To: max(d.Count, 1)},
 		}
-		if k == nil && ref != "" {
-			k = &keys.Key{ID: "", Name: ref}
+		var k *keys.Key
+		if d.Ref != "" && !keys.LooksLikeToken(d.Ref) {
+			var err error
+			k, err = s.resolve(ctx, tx, d.Ref)
+			if err != nil && !errors.Is(err, keys.ErrNotFound) {
+				return err
+			}
 		}
-		return s.appendAudit(ctx, tx, keys.ActionDenied, k, map[string]keys.Change{
-			"attempted":      {To: attempted},
-			"required_scope": {To: required},
-		})
+		if k == nil && d.Ref != "" {
+			changes["ref"] = keys.Change{To: keys.Escape(d.Ref, 64)}
+		}
+		return s.appendAudit(ctx, tx, keys.ActionDenied, k, changes)
 	})
 }
 

@@ -25,7 +25,7 @@ func TestAuditRecordsEveryChange(t *testing.T) {
 	s.SetDisabled(ctx, "a", false)
 	s.Revoke(keys.WithNote(ctx, "leak response: found in app.env:3"), "a", "leaked")
 	s.Revoke(ctx, "a", "again") // no change
-	s.RecordDenied(ctx, "create", "", "keyctl:owner")
+	s.RecordDenied(ctx, keys.Denial{Route: "create", Required: "keyctl:owner"})
 
 	entries, err := s.Audit(context.Background(), keys.AuditFilter{})
 	if err != nil {
