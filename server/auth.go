@@ -3,6 +3,7 @@ package server
 import (
 	"net/http"
 	"net/netip"
+	"slices"
 	"strings"
 	"time"
 
@@ -146,6 +147,11 @@ func unauthorized(format string, a ...any) *apiError {
 // bearer returns the request's token: from Authorization: Bearer when that
 // header is present, else from X-API-Key.
 func bearer(r *http.Request) (string, error) {
+	for _, name := range []string{"Authorization", "X-API-Key"} {
+		if vals := r.Header.Values(name); len(vals) > 1 && slices.ContainsFunc(vals[1:], func(v string) bool { return v != vals[0] }) {
+			return "", errorf(http.StatusBadRequest, api.CodeInvalidRequest, "the %s header is given twice, with different values", name)
+		}
+	}
 	if h := r.Header.Get("Authorization"); h != "" {
 		scheme, tok, _ := strings.Cut(h, " ")
 		tok = strings.TrimSpace(tok)

@@ -4,7 +4,9 @@ import (
 	"context"
 	"log/slog"
 	"net/http"
+	"path"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -121,7 +123,13 @@ func (s *Server) observe(next http.Handler) http.Handler {
 		// store, never taken for the OS user.
 		r = r.WithContext(keys.WithActor(r.Context(), keys.Actor{Kind: keys.ActorAnonymous, Name: "anonymous"}))
 		rec := &recorder{ResponseWriter: w, req: r}
-		next.ServeHTTP(rec, r)
+		if clean := path.Clean(r.URL.Path); clean != r.URL.Path && clean+"/" != r.URL.Path || strings.Contains(r.URL.Path, "//") {
+			// The mux would redirect to the cleaned path; no route of
+			// the API has one: not found, in the API's JSON.
+			writeError(rec, errorf(http.StatusNotFound, api.CodeNotFound, "no route %s", r.URL.Path))
+		} else {
+			next.ServeHTTP(rec, r)
+		}
 		if rec.status == 0 {
 			rec.status = http.StatusOK
 		}

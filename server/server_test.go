@@ -513,3 +513,24 @@ func grep(text, s string) string {
 	}
 	return strings.Join(out, "\n")
 }
+
+// serveOn runs srv on a loopback port; stop shuts it down and waits.
+func serveOn(t *testing.T, srv *Server) (url string, stop func()) {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- srv.Run(ctx, ln, TLS{}) }()
+	var once sync.Once
+	return "http://" + ln.Addr().String(), func() {
+		once.Do(func() {
+			cancel()
+			if err := <-done; err != nil {
+				t.Error(err)
+			}
+		})
+	}
+}
