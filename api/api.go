@@ -47,6 +47,10 @@ const (
 // "leak response: found in app.env:3". It holds no secret.
 const NoteHeader = "X-Keyctl-Note"
 
+// NextCursorHeader carries the cursor of the next page of GET /v1/audit,
+// when more entries may follow.
+const NextCursorHeader = "X-Next-Cursor"
+
 // MaxBodyBytes bounds every request body.
 const MaxBodyBytes = 64 << 10
 

@@ -4,12 +4,18 @@ import (
 	"net/http"
 	"time"
 
+	"github.com/keyctl/keyctl/api"
 	"github.com/keyctl/keyctl/store/keys"
 )
 
-// audit lists the audit trail: GET /v1/audit?key=&action=&since=&actor=&limit=
+// audit lists the audit trail, a page at a time, oldest first within a
+// page: GET /v1/audit?key=&action=&since=&actor=&limit=&cursor=. Without
+// limit, pages go forward from the first entry; with limit=N, they hold the
+// N most recent entries that match, going backward (the next page, if any,
+// holds older ones, and limit says how many more are wanted). When more
+// may follow, the X-Next-Cursor header holds the cursor of the next page.
 func (s *Server) audit(w http.ResponseWriter, r *http.Request, _ *caller) {
-	q, err := queryOf(r, "key", "action", "since", "actor", "limit")
+	q, err := queryOf(r, "key", "action", "since", "actor", "limit", "cursor")
 	if err != nil {
 		s.fail(w, r, err)
 		return
@@ -28,14 +34,21 @@ func (s *Server) audit(w http.ResponseWriter, r *http.Request, _ *caller) {
 			return
 		}
 	}
-	if f.Limit, err = q.intIn("limit", 1, 1_000_000, 0); err != nil {
+	if f.Limit, err = q.intIn("limit", 1, maxPageSize, 0); err != nil {
 		s.fail(w, r, err)
 		return
 	}
-	entries, err := s.store.Audit(r.Context(), f)
+	size := f.Limit
+	if size == 0 {
+		size = maxPageSize
+	}
+	entries, next, err := s.pager.AuditPage(r.Context(), f, q.Get("cursor"), size)
 	if err != nil {
 		s.fail(w, r, err)
 		return
+	}
+	if next != "" {
+		w.Header().Set(api.NextCursorHeader, next)
 	}
 	writeJSON(w, http.StatusOK, entries)
 }

@@ -54,6 +54,7 @@ type Options struct {
 type Server struct {
 	store   store.Store
 	fast    store.FastVerifier // nil when the store has none
+	pager   store.Pager
 	batch   *batcher
 	metrics *metrics
 	log     *slog.Logger // access log; nil when off
@@ -93,6 +94,7 @@ func New(st store.Store, opts Options) *Server {
 	if fast, ok := st.(store.FastVerifier); ok {
 		s.fast = fast
 	}
+	s.pager = store.PagerOf(st)
 	s.routes(reg)
 	s.handler = s.observe(s.mux)
 	return s

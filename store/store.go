@@ -99,6 +99,24 @@ type FastVerifier interface {
 	Flush(ctx context.Context) error
 }
 
+// Pager reads keys and audit entries a page at a time, each page a bounded
+// amount of work: at most a few thousand rows are read for one page, so a
+// page may be short, even empty, and still name a next one. A cursor is
+// opaque, given by the store and handed back to it; "" starts at the
+// beginning, and an empty next means there is no more. A backend without
+// it gets one from PagerOf, which reads everything for every page.
+type Pager interface {
+	// ListPage returns up to limit keys that match f, newest first, after
+	// the key cursor names.
+	ListPage(ctx context.Context, f keys.ListFilter, cursor string, limit int) (page []*keys.Key, next string, err error)
+	// AuditPage returns up to limit entries that match f, oldest first
+	// within the page. With f.Limit zero, pages go forward from the oldest
+	// entry (or from cursor); with f.Limit N, they go backward from the
+	// newest, for the N most recent entries that match: a page holds the
+	// newest ones before cursor, and limit is how many are still wanted.
+	AuditPage(ctx context.Context, f keys.AuditFilter, cursor string, limit int) (page []*keys.AuditEntry, next string, err error)
+}
+
 // DenialRecorder audits admin calls refused for lack of authority: one
 // entry stands for d.Count refusals of the actor in ctx. The caller bounds
 // how often it records (the service: once per caller and minute).

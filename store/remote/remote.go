@@ -123,6 +123,12 @@ func kindOf(status int, code string) error {
 // do sends a request with body in (JSON; nil for none) and decodes a
 // successful response into out.
 func (c *Client) do(ctx context.Context, method, path string, query url.Values, in, out any) error {
+	_, err := c.doHeader(ctx, method, path, query, in, out)
+	return err
+}
+
+// doHeader is do, returning the response's header.
+func (c *Client) doHeader(ctx context.Context, method, path string, query url.Values, in, out any) (http.Header, error) {
 	u := *c.base
 	u.Path += path
 	u.RawQuery = query.Encode()
@@ -130,13 +136,13 @@ func (c *Client) do(ctx context.Context, method, path string, query url.Values, 
 	if in != nil {
 		b, err := json.Marshal(in)
 		if err != nil {
-			return err
+			return nil, err
 		}
 		body = bytes.NewReader(b)
 	}
 	req, err := http.NewRequestWithContext(ctx, method, u.String(), body)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	if c.token != "" {
 		req.Header.Set("Authorization", "Bearer "+c.token)
@@ -154,24 +160,24 @@ func (c *Client) do(ctx context.Context, method, path string, query url.Values, 
 		if errors.As(err, &ue) {
 			err = ue.Err
 		}
-		return fmt.Errorf("server %s: %w", c.base.Redacted(), err)
+		return nil, fmt.Errorf("server %s: %w", c.base.Redacted(), err)
 	}
 	defer resp.Body.Close()
 	data, err := io.ReadAll(io.LimitReader(resp.Body, 64<<20))
 	if err != nil {
-		return fmt.Errorf("server %s: reading the response: %w", c.base.Redacted(), err)
+		return nil, fmt.Errorf("server %s: reading the response: %w", c.base.Redacted(), err)
 	}
 	if resp.StatusCode >= 200 && resp.StatusCode < 300 {
 		if err := json.Unmarshal(data, out); err != nil {
-			return fmt.Errorf("server %s: %s %s: the response is not what keyctl expects: %w", c.base.Redacted(), method, path, err)
+			return nil, fmt.Errorf("server %s: %s %s: the response is not what keyctl expects: %w", c.base.Redacted(), method, path, err)
 		}
-		return nil
+		return resp.Header, nil
 	}
 	var e api.Error
 	if json.Unmarshal(data, &e) != nil || e.Error.Code == "" {
-		return fmt.Errorf("server %s: %s %s: %s", c.base.Redacted(), method, path, resp.Status)
+		return nil, fmt.Errorf("server %s: %s %s: %s", c.base.Redacted(), method, path, resp.Status)
 	}
-	return &Error{Status: resp.StatusCode, Code: e.Error.Code, Message: e.Error.Message, kind: kindOf(resp.StatusCode, e.Error.Code)}
+	return nil, &Error{Status: resp.StatusCode, Code: e.Error.Code, Message: e.Error.Message, kind: kindOf(resp.StatusCode, e.Error.Code)}
 }
 
 // keyPath is the path of the key ref names. A ref that cannot be a name or
@@ -224,6 +230,23 @@ func (c *Client) keyCall(ctx context.Context, method, ref, rest string, in any) 
 
 // List returns every key that matches f, fetching page after page.
 func (c *Client) List(ctx context.Context, f keys.ListFilter) ([]*keys.Key, error) {
+	all := []*keys.Key{}
+	cursor := ""
+	for {
+		page, next, err := c.ListPage(ctx, f, cursor, c.pageSize)
+		if err != nil {
+			return nil, err
+		}
+		all = append(all, page...)
+		if next == "" {
+			return all, nil
+		}
+		cursor = next
+	}
+}
+
+// ListPage returns one page of the keys that match f (GET /v1/keys).
+func (c *Client) ListPage(ctx context.Context, f keys.ListFilter, cursor string, limit int) ([]*keys.Key, string, error) {
 	q := url.Values{}
 	if f.Env != "" {
 		q.Set("env", string(f.Env))
@@ -243,20 +266,19 @@ func (c *Client) List(ctx context.Context, f keys.ListFilter) ([]*keys.Key, erro
 	if f.Unused > 0 {
 		q.Set("unused", strconv.FormatInt(int64((f.Unused+time.Second-1)/time.Second), 10))
 	}
-	q.Set("limit", strconv.Itoa(c.pageSize))
-	keys := []*keys.Key{}
-	for {
-		var page api.KeyList
-		if err := c.do(ctx, http.MethodGet, api.Version+"/keys", q, nil, &page); err != nil {
-			return nil, err
-		}
-		keys = append(keys, page.Keys...)
-		if page.NextCursor == "" {
-			return keys, nil
-		}
-		q.Set("cursor", page.NextCursor)
+	q.Set("limit", strconv.Itoa(min(limit, maxPage)))
+	if cursor != "" {
+		q.Set("cursor", cursor)
 	}
+	var page api.KeyList
+	if err := c.do(ctx, http.MethodGet, api.Version+"/keys", q, nil, &page); err != nil {
+		return nil, "", err
+	}
+	return page.Keys, page.NextCursor, nil
 }
+
+// maxPage is the largest page the server answers.
+const maxPage = 1000
 
 // Update changes a key's settings.
 func (c *Client) Update(ctx context.Context, ref string, p keys.UpdateParams) (*keys.Key, error) {
@@ -369,10 +391,38 @@ func printable(r rune) rune {
 	return r
 }
 
-// Audit returns the server's audit entries that match f, oldest first.
+// Audit returns the server's audit entries that match f, oldest first,
+// fetching page after page: forward from the first, or, for the f.Limit
+// most recent, backward from the last.
 func (c *Client) Audit(ctx context.Context, f keys.AuditFilter) ([]*keys.AuditEntry, error) {
+	all := []*keys.AuditEntry{}
+	cursor := ""
+	for {
+		limit := c.pageSize
+		if f.Limit > 0 {
+			limit = f.Limit - len(all)
+		}
+		page, next, err := c.AuditPage(ctx, f, cursor, limit)
+		if err != nil {
+			return nil, err
+		}
+		if f.Limit > 0 {
+			all = append(page, all...)
+		} else {
+			all = append(all, page...)
+		}
+		if next == "" || f.Limit > 0 && len(all) >= f.Limit {
+			return all, nil
+		}
+		cursor = next
+	}
+}
+
+// AuditPage returns one page of the audit entries that match f (GET
+// /v1/audit; the next cursor comes in the X-Next-Cursor header).
+func (c *Client) AuditPage(ctx context.Context, f keys.AuditFilter, cursor string, limit int) ([]*keys.AuditEntry, string, error) {
 	q := url.Values{}
-	for k, v := range map[string]string{"key": f.Key, "action": f.Action, "actor": f.Actor} {
+	for k, v := range map[string]string{"key": f.Key, "action": f.Action, "actor": f.Actor, "cursor": cursor} {
 		if v != "" {
 			q.Set(k, v)
 		}
@@ -381,13 +431,14 @@ func (c *Client) Audit(ctx context.Context, f keys.AuditFilter) ([]*keys.AuditEn
 		q.Set("since", f.Since.UTC().Format(time.RFC3339Nano))
 	}
 	if f.Limit > 0 {
-		q.Set("limit", strconv.Itoa(f.Limit))
+		q.Set("limit", strconv.Itoa(min(limit, maxPage)))
 	}
 	var out []*keys.AuditEntry
-	if err := c.do(ctx, http.MethodGet, api.Version+"/audit", q, nil, &out); err != nil {
-		return nil, err
+	h, err := c.doHeader(ctx, http.MethodGet, api.Version+"/audit", q, nil, &out)
+	if err != nil {
+		return nil, "", err
 	}
-	return out, nil
+	return out, h.Get(api.NextCursorHeader), nil
 }
 
 // VerifyAudit has the server walk its audit chain.

@@ -289,3 +289,33 @@ func TestRevokeSecretThroughTheServer(t *testing.T) {
 }
 
 func ptr[T any](v T) *T { return &v }
+
+// TestAuditFetchesEveryPage: Audit returns what the local store's Audit
+// returns, forward past the server's page of 1,000, and backward for the
+// most recent N.
+func TestAuditFetchesEveryPage(t *testing.T) {
+	st, c, _ := serve(t, api.ScopeRead)
+	ctx := context.Background()
+	for i := range 1050 {
+		k, _, err := st.Create(ctx, keys.CreateParams{Name: fmt.Sprintf("k%d", i), Env: keys.Development, Prefix: "sk"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if i%10 == 0 {
+			st.Revoke(ctx, k.ID, "")
+		}
+	}
+	for _, f := range []keys.AuditFilter{{}, {Action: keys.ActionRevoke}, {Limit: 3}, {Limit: 1001}, {Limit: 50, Action: keys.ActionRevoke}, {Key: "k5"}} {
+		want, err := st.Audit(ctx, f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, err := c.Audit(ctx, f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !slices.EqualFunc(got, want, func(a, b *keys.AuditEntry) bool { return a.Seq == b.Seq && a.Hash == b.Hash }) {
+			t.Errorf("Audit(%+v): %d entries, want %d", f, len(got), len(want))
+		}
+	}
+}

@@ -66,7 +66,7 @@ func (s *SQLite) RecordDenied(ctx context.Context, d keys.Denial) error {
 }
 
 func (s *SQLite) auditRows(ctx context.Context, fn func(chain.Row) error) error {
-	rows, err := s.db.QueryContext(ctx, `SELECT seq, content, prev_hash, hash FROM audit ORDER BY seq`)
+	rows, err := s.reads().QueryContext(ctx, `SELECT seq, content, prev_hash, hash FROM audit ORDER BY seq`)
 	if err != nil {
 		return err
 	}
@@ -115,7 +115,7 @@ func (s *SQLite) VerifyAudit(ctx context.Context) (*keys.AuditCheck, error) {
 	}
 	var headSeq int64
 	var headHash string
-	err = s.db.QueryRowContext(ctx, `SELECT seq, hash FROM audit_head WHERE id = 1`).Scan(&headSeq, &headHash)
+	err = s.reads().QueryRowContext(ctx, `SELECT seq, hash FROM audit_head WHERE id = 1`).Scan(&headSeq, &headHash)
 	if err != nil && !errors.Is(err, sql.ErrNoRows) {
 		return nil, err
 	}

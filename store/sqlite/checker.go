@@ -36,6 +36,7 @@ const (
 	queueUses  = 1024                  // uses waiting for a transaction, at most
 	pruneEvery = time.Hour             // how often the whole usage log is trimmed
 	maxCached  = 10000                 // token verifications a reader keeps
+	queryConns = 2                     // connections for admin calls' reads
 )
 
 type checker struct {
@@ -124,6 +125,19 @@ func (s *SQLite) CheckCall(ctx context.Context, token keys.VerifyRequest, allow 
 	return c.CheckCall(ctx, token, allow, req)
 }
 
+// reads is the pool that reads outside a transaction go to: a long-running
+// server's readers, once the fast path is open, so that a page of keys
+// never holds the one writer (and with it every write) for its duration;
+// the writer's connection in a short-lived process.
+func (s *SQLite) reads() *sql.DB {
+	s.fastMu.Lock()
+	defer s.fastMu.Unlock()
+	if s.fast != nil {
+		return s.fast.read
+	}
+	return s.db
+}
+
 // Flush returns once every use checked so far is written, so that what is
 // read next sees them.
 func (s *SQLite) Flush(ctx context.Context) error {
@@ -143,8 +157,10 @@ func (s *SQLite) newChecker(readers int) (*checker, error) {
 	if err != nil {
 		return nil, err
 	}
-	read.SetMaxOpenConns(readers)
-	read.SetMaxIdleConns(readers)
+	// Each reader holds a connection of its own; the rest are for the
+	// reads of admin calls (s.reads), which so never wait on the writer.
+	read.SetMaxOpenConns(readers + queryConns)
+	read.SetMaxIdleConns(readers + queryConns)
 	c := &checker{s: s, read: read, readers: make(chan *reader, readers),
 		uses: make(chan use, queueUses), done: make(chan error, 1)}
 	for range readers {

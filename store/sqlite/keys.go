@@ -200,7 +200,7 @@ func (s *SQLite) newSecret(prefix string, env keys.Env) (token string, digest []
 
 // Get resolves ref to a key.
 func (s *SQLite) Get(ctx context.Context, ref string) (*keys.Key, error) {
-	return s.resolve(ctx, s.db, ref)
+	return s.resolve(ctx, s.reads(), ref)
 }
 
 // Find returns the key that token is a secret of.
@@ -215,7 +215,7 @@ func (s *SQLite) FindSecret(ctx context.Context, token string) (*keys.Key, keys.
 	if _, err := apikey.Parse(token); err != nil {
 		return nil, keys.SecretState{}, fmt.Errorf("%w: %w", keys.ErrInvalid, err)
 	}
-	k, sec, err := s.bySecret(ctx, s.db, token)
+	k, sec, err := s.bySecret(ctx, s.reads(), token)
 	if err != nil {
 		return nil, keys.SecretState{}, err
 	}
@@ -228,7 +228,7 @@ func (s *SQLite) List(ctx context.Context, f keys.ListFilter) ([]*keys.Key, erro
 	if !f.All && f.Status != keys.Revoked {
 		query += ` WHERE k.status <> 'revoked'`
 	}
-	rows, err := s.db.QueryContext(ctx, query+` ORDER BY k.created_at DESC, k.rowid DESC`)
+	rows, err := s.reads().QueryContext(ctx, query+` ORDER BY k.created_at DESC, k.rowid DESC`)
 	if err != nil {
 		return nil, err
 	}

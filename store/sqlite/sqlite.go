@@ -223,6 +223,17 @@ var migrations = []string{
 	// verification writes one row; each entry carries the last address
 	// given so far. The keys table's usage columns keep what they held.
 	`ALTER TABLE usage_events ADD COLUMN last_ip TEXT NOT NULL DEFAULT '';`,
+
+	// Pages of keys are read newest first along this index (and rowid);
+	// the fast path learns of changes from PRAGMA data_version, which sees
+	// every commit, so the version the triggers kept is gone.
+	`CREATE INDEX keys_created ON keys(created_at);
+	DROP TRIGGER keys_state;
+	DROP TRIGGER keys_state_delete;
+	DROP TRIGGER secrets_state_insert;
+	DROP TRIGGER secrets_state_update;
+	DROP TRIGGER secrets_state_delete;
+	DROP TABLE state;`,
 }
 
 // SchemaVersion is the schema version this build writes.

@@ -170,7 +170,7 @@ func (s *SQLite) Usage(ctx context.Context, ref string, q keys.UsageQuery) (*key
 		since = q.Since
 	}
 	rep := &keys.UsageReport{Key: k, Retention: keys.FormatDuration(s.retention), Events: []keys.UsageEvent{}, Daily: []keys.DailyUsage{}}
-	rows, err := s.db.QueryContext(ctx, `SELECT at, code, ip FROM usage_events WHERE key_id = ? AND at >= ?
+	rows, err := s.reads().QueryContext(ctx, `SELECT at, code, ip FROM usage_events WHERE key_id = ? AND at >= ?
 		ORDER BY n DESC LIMIT ?`, k.ID, since.UnixMilli(), limit)
 	if err != nil {
 		return nil, err
@@ -188,7 +188,7 @@ func (s *SQLite) Usage(ctx context.Context, ref string, q keys.UsageQuery) (*key
 	if err := rows.Err(); err != nil {
 		return nil, err
 	}
-	days, err := s.db.QueryContext(ctx, `SELECT date(at / 1000, 'unixepoch') AS day, code, count(*)
+	days, err := s.reads().QueryContext(ctx, `SELECT date(at / 1000, 'unixepoch') AS day, code, count(*)
 		FROM usage_events WHERE key_id = ? AND at >= ? GROUP BY day, code ORDER BY day DESC, code`,
 		k.ID, since.UnixMilli())
 	if err != nil {
