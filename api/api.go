@@ -196,3 +196,12 @@ type KeyList struct {
 type Health struct {
 	Status string `json:"status"`
 }
+
+// Readiness is the body of GET /readyz: "ok" (200), or "degraded" (503)
+// with the reason, such as usage that cannot be written.
+type Readiness struct {
+	Status          string `json:"status"`
+	Reason          string `json:"reason,omitempty"`
+	UsesRecorded    int64  `json:"uses_recorded"`
+	UsesNotRecorded int64  `json:"uses_not_recorded"`
+}

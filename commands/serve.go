@@ -69,6 +69,12 @@ func runServe(ctx context.Context, f *Factory, opts *ServeOptions) error {
 		return err
 	}
 	defer st.Close()
+	// A service that cannot write would answer verifications whose use is
+	// never recorded, and changes that all fail: it does not start.
+	if err := st.CheckWritable(ctx); err != nil {
+		return withHint(fmt.Errorf("cannot serve: %w", err),
+			"serve needs a database it can write; list, show, usage and audit can read a read-only one")
+	}
 	ln, err := net.Listen("tcp", opts.Addr)
 	if err != nil {
 		return err
@@ -85,6 +91,11 @@ func runServe(ctx context.Context, f *Factory, opts *ServeOptions) error {
 	if err := srv.Run(ctx, ln, server.TLS{CertFile: opts.TLSCert, KeyFile: opts.TLSKey}); err != nil {
 		return err
 	}
-	f.IO.Notef("keyctl: stopped; every request in flight was answered and recorded")
+	recorded, lost, _ := st.UsageRecorded()
+	if lost > 0 {
+		return fmt.Errorf("stopped; every request in flight was answered, but %d uses could not be recorded (%d were); see the errors above",
+			lost, recorded)
+	}
+	f.IO.Notef("keyctl: stopped; every request in flight was answered; %d uses recorded in the background, none lost", recorded)
 	return nil
 }

@@ -19,12 +19,14 @@ import (
 
 // metrics are the server's Prometheus metrics.
 type metrics struct {
-	requests        *prometheus.CounterVec
-	duration        *prometheus.HistogramVec
-	verifications   *prometheus.CounterVec
-	authentications *prometheus.CounterVec
-	denied          *prometheus.CounterVec
-	batchSize       prometheus.Histogram
+	requests         *prometheus.CounterVec
+	duration         *prometheus.HistogramVec
+	verifications    *prometheus.CounterVec
+	authentications  *prometheus.CounterVec
+	denied           *prometheus.CounterVec
+	batchSize        prometheus.Histogram
+	backgroundErrors prometheus.Counter
+	usesNotRecorded  prometheus.Counter
 }
 
 func newMetrics(reg *prometheus.Registry) *metrics {
@@ -50,6 +52,14 @@ func newMetrics(reg *prometheus.Registry) *metrics {
 			Name: "keyctl_denied_requests_total",
 			Help: "Admin calls refused to an authenticated caller, by route pattern: its key lacks the scope, or may not touch the key.",
 		}, []string{"route"}),
+		backgroundErrors: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "keyctl_background_errors_total",
+			Help: "Failures of the store's background work (recording uses, pruning the usage log).",
+		}),
+		usesNotRecorded: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "keyctl_uses_not_recorded_total",
+			Help: "Verifications whose use (usage count, last use) could not be written.",
+		}),
 		batchSize: prometheus.NewHistogram(prometheus.HistogramOpts{
 			Name:    "keyctl_verify_batch_size",
 			Help:    "Verifications (of requests and of tokens) recorded per store transaction.",
@@ -61,6 +71,7 @@ func newMetrics(reg *prometheus.Registry) *metrics {
 		m.authentications.WithLabelValues(string(c))
 	}
 	reg.MustRegister(m.requests, m.duration, m.verifications, m.authentications, m.denied, m.batchSize,
+		m.backgroundErrors, m.usesNotRecorded,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }

@@ -54,6 +54,7 @@ type Options struct {
 type Server struct {
 	store   store.Store
 	fast    store.FastVerifier // nil when the store has none
+	bg      store.Background   // nil when the store has none
 	pager   store.Pager
 	batch   *batcher
 	metrics *metrics
@@ -95,6 +96,10 @@ func New(st store.Store, opts Options) *Server {
 		s.fast = fast
 	}
 	s.pager = store.PagerOf(st)
+	if bg, ok := st.(store.Background); ok {
+		s.bg = bg
+		bg.OnBackgroundError(s.backgroundFailed)
+	}
 	s.routes(reg)
 	s.handler = s.observe(s.mux)
 	return s
@@ -150,6 +155,7 @@ func (s *Server) check(ctx context.Context, req keys.VerifyRequest, token bool) 
 func (s *Server) routes(reg *prometheus.Registry) {
 	v := api.Version
 	s.mux.Handle("GET /healthz", http.HandlerFunc(s.health))
+	s.mux.Handle("GET /readyz", http.HandlerFunc(s.ready))
 	s.mux.Handle("GET /metrics", s.metrics.handler(reg))
 	s.mux.Handle("GET "+v+"/openapi.json", http.HandlerFunc(serveOpenAPI))
 
@@ -171,6 +177,36 @@ func (s *Server) routes(reg *prometheus.Registry) {
 
 func (s *Server) health(w http.ResponseWriter, _ *http.Request) {
 	writeJSON(w, http.StatusOK, api.Health{Status: "ok"})
+}
+
+// ready says whether the service does all it should: 503 "degraded" when
+// the uses it verifies cannot be recorded (the last background write
+// failed), or when it is shutting down.
+func (s *Server) ready(w http.ResponseWriter, _ *http.Request) {
+	out := api.Readiness{Status: "ok"}
+	if s.bg != nil {
+		var failing error
+		out.UsesRecorded, out.UsesNotRecorded, failing = s.bg.UsageRecorded()
+		if failing != nil {
+			out.Status, out.Reason = "degraded", "usage cannot be recorded: "+failing.Error()
+		}
+	}
+	if s.closed.Load() {
+		out.Status, out.Reason = "degraded", "the server is shutting down"
+	}
+	status := http.StatusOK
+	if out.Status != "ok" {
+		status = http.StatusServiceUnavailable
+	}
+	writeJSON(w, status, out)
+}
+
+// backgroundFailed logs a failure of the store's background work when it
+// happens, with the uses it lost, and counts them.
+func (s *Server) backgroundFailed(err error, lost int) {
+	s.errLog.Error("background work failed", "uses_not_recorded", lost, "err", err)
+	s.metrics.backgroundErrors.Inc()
+	s.metrics.usesNotRecorded.Add(float64(lost))
 }
 
 // NewHTTPServer returns an http.Server for h with keyctl's timeouts.

@@ -99,6 +99,20 @@ type FastVerifier interface {
 	Flush(ctx context.Context) error
 }
 
+// Background is implemented by a store that works behind the requests
+// (recording the uses its FastVerifier checked, pruning the usage log), so
+// that its failures are known when they happen, not only at Close.
+type Background interface {
+	// OnBackgroundError has fn called, from the background goroutine, with
+	// each failure of background work as it happens: lost is how many uses
+	// it could not record (0 for a failure that lost none).
+	OnBackgroundError(fn func(err error, lost int))
+	// UsageRecorded says how many uses the background has written, how
+	// many it could not, and the failure of its last write (nil when it
+	// succeeded): a store whose writes fail is degraded.
+	UsageRecorded() (recorded, lost int64, failing error)
+}
+
 // Pager reads keys and audit entries a page at a time, each page a bounded
 // amount of work: at most a few thousand rows are read for one page, so a
 // page may be short, even empty, and still name a next one. A cursor is

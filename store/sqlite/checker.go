@@ -64,13 +64,13 @@ type reader struct {
 
 // use is one verification to record: the key, when, the result, the
 // address; or, with flushed set, a request to write what came before it now
-// and then close flushed.
+// and then send the write's failure (or nil) on flushed.
 type use struct {
 	keyID   string
 	at      time.Time
 	code    keys.Code
 	ip      string
-	flushed chan struct{}
+	flushed chan error
 }
 
 // fastPath returns the store's checker, opening it the first time.
@@ -379,12 +379,13 @@ func (c *checker) decide(k *keys.Key, secretEnds *time.Time, req keys.VerifyRequ
 
 // record writes queued uses, as soon as one is waiting and no more often
 // than the writer can take them: whatever queues meanwhile (up to flushEvery
-// later) goes into the same transaction. A flush request writes at once.
+// later) goes into the same transaction. A flush request writes at once. A
+// failure is reported when it happens (SQLite.OnBackgroundError), with the
+// number of uses it lost; Close reports the count again.
 func (c *checker) record() {
 	var (
 		batch   []use
-		flushes []chan struct{}
-		err     error
+		flushes []chan error
 	)
 	add := func(u use) {
 		if u.flushed != nil {
@@ -396,8 +397,8 @@ func (c *checker) record() {
 	lastPrune := time.Now()
 	for u := range c.uses {
 		if time.Since(lastPrune) > pruneEvery {
-			if perr := c.s.PruneUsage(context.Background()); perr != nil {
-				err = errors.Join(err, perr)
+			if err := c.s.PruneUsage(context.Background()); err != nil {
+				c.s.bg.failed(fmt.Errorf("pruning the usage log: %w", err), 0)
 			}
 			lastPrune = time.Now()
 		}
@@ -417,20 +418,24 @@ func (c *checker) record() {
 			}
 		}
 		deadline.Stop()
+		var err error
 		if len(batch) > 0 {
-			if ferr := c.s.recordUses(context.Background(), batch); ferr != nil {
-				err = errors.Join(err, ferr)
+			if err = c.s.recordUses(context.Background(), batch); err != nil {
+				err = fmt.Errorf("recording %d uses: %w", len(batch), err)
+				c.s.bg.failed(err, len(batch))
+			} else {
+				c.s.bg.recorded(len(batch))
 			}
 		}
 		for _, f := range flushes {
-			close(f)
+			f <- err
 		}
 	}
-	c.done <- err
+	c.done <- c.s.bg.summary()
 }
 
 func (c *checker) Flush(ctx context.Context) error {
-	f := make(chan struct{})
+	f := make(chan error, 1)
 	c.mu.RLock()
 	if c.closed {
 		c.mu.RUnlock()
@@ -439,8 +444,8 @@ func (c *checker) Flush(ctx context.Context) error {
 	c.uses <- use{flushed: f}
 	c.mu.RUnlock()
 	select {
-	case <-f:
-		return nil
+	case err := <-f:
+		return err
 	case <-ctx.Done():
 		return ctx.Err()
 	}

@@ -51,6 +51,8 @@ type SQLite struct {
 	fastMu sync.Mutex
 	fast   *checker // the fast path, once a check has opened it
 	closed bool
+
+	bg background
 }
 
 // Open opens the database at path, creating it (mode 0600, in a
@@ -108,6 +110,24 @@ var ErrReadOnly = errors.New("the database is read-only")
 func (s *SQLite) writable() error {
 	if s.readOnly {
 		return fmt.Errorf("%s: %w: it can be read (list, show, usage, audit), not changed", s.path, ErrReadOnly)
+	}
+	return nil
+}
+
+// CheckWritable commits a small write, so that a database that cannot be
+// written (a read-only file or mount, a full disk) is known before a server
+// takes its first request.
+func (s *SQLite) CheckWritable(ctx context.Context) error {
+	if err := s.writable(); err != nil {
+		return err
+	}
+	err := s.tx(ctx, func(tx *sql.Tx) error {
+		_, err := tx.ExecContext(ctx, `INSERT INTO meta (name, value) VALUES ('write_checked_at', ?)
+			ON CONFLICT (name) DO UPDATE SET value = excluded.value`, s.now().UTC().Format(time.RFC3339))
+		return err
+	})
+	if err != nil {
+		return fmt.Errorf("%s cannot be written: %w", s.path, err)
 	}
 	return nil
 }
@@ -234,6 +254,16 @@ var migrations = []string{
 	DROP TRIGGER secrets_state_update;
 	DROP TRIGGER secrets_state_delete;
 	DROP TABLE state;`,
+
+	// Facts about the database itself, kept beside the keys: the pepper's
+	// fingerprint, where the audit chain became keyed, when a server last
+	// proved it could write. And each audit entry's link scheme: SHA-256
+	// for the entries before, HMAC-SHA256 under the pepper after.
+	`CREATE TABLE meta (
+		name  TEXT PRIMARY KEY,
+		value TEXT NOT NULL
+	) WITHOUT ROWID;
+	ALTER TABLE audit ADD COLUMN scheme TEXT NOT NULL DEFAULT 'sha256';`,
 }
 
 // SchemaVersion is the schema version this build writes.
