@@ -59,6 +59,7 @@ func completeKeys(f *Factory, withRevoked bool) func(*cobra.Command, []string, s
 		if err := f.loadConfig(cmd); err != nil {
 			return nil, cobra.ShellCompDirectiveError
 		}
+		f.mustExist = true // completing never makes a database
 		ctx := cmd.Context()
 		if ctx == nil {
 			ctx = context.Background()

@@ -29,6 +29,13 @@ type Factory struct {
 
 	tokenFile string // --token-file, when given
 	dbFlag    bool   // --db was given (and --server was not): the local database it is
+	mustExist bool   // the command only reads: it never creates the local database
+}
+
+// readOnlyCommands only read: they never create a database, so that a
+// mistyped --db is said, not made.
+var readOnlyCommands = map[string]bool{
+	"verify": true, "list": true, "show": true, "usage": true, "audit": true, "head": true, "scan": true,
 }
 
 // newFactory returns the factory of a real process.
@@ -59,9 +66,18 @@ func (f *Factory) openLocal(ctx context.Context) (*sqlite.SQLite, error) {
 		}
 		retention = d
 	}
-	return store.OpenSQLite(ctx, path, store.Options{
-		Pepper: []byte(f.Config.GetString("pepper")), Now: f.Now, UsageRetention: retention,
+	st, err := store.OpenSQLite(ctx, path, store.Options{
+		Pepper: []byte(f.Config.GetString("pepper")), Now: f.Now, UsageRetention: retention, MustExist: f.mustExist,
 	})
+	switch {
+	case errors.Is(err, sqlite.ErrNoDatabase):
+		return nil, withHint(err, "check --db (KEYCTL_DB); 'keyctl create' makes a database with its first key")
+	case errors.Is(err, sqlite.ErrPepper):
+		return nil, withHint(err, "the pepper comes from KEYCTL_PEPPER or pepper in the config file, and must be the one the database was made with")
+	case errors.Is(err, sqlite.ErrForeign):
+		return nil, withHint(err, "check --db (KEYCTL_DB): it names a file keyctl did not make")
+	}
+	return st, err
 }
 
 // newConfig returns keyctl's configuration: flags (bound when a command
@@ -80,6 +96,7 @@ func newConfig() *viper.Viper {
 // loadConfig binds the running command's global flags and reads the config
 // file. Flags are bound here, for the command that runs, and not at start-up.
 func (f *Factory) loadConfig(cmd *cobra.Command) error {
+	f.mustExist = readOnlyCommands[cmd.Name()]
 	for _, name := range []string{"db", "config", "output", "server"} {
 		if fl := cmd.Flags().Lookup(name); fl != nil {
 			if err := f.Config.BindPFlag(name, fl); err != nil {

@@ -2,6 +2,7 @@ package server
 
 import (
 	"net/http"
+	"net/url"
 	"time"
 
 	"github.com/keyctl/keyctl/api"
@@ -53,10 +54,35 @@ func (s *Server) audit(w http.ResponseWriter, r *http.Request, _ *caller) {
 	writeJSON(w, http.StatusOK, entries)
 }
 
-// verifyAudit walks the audit chain: GET /v1/audit/verify. The answer is 200
-// whether the chain holds or not; "ok" says which.
+// verifyAudit walks the audit chain, and checks the heads given (head=SEQ:
+// DIGEST, repeatable): GET /v1/audit/verify. The answer is 200 whether the
+// chain holds or not; "ok" says which.
 func (s *Server) verifyAudit(w http.ResponseWriter, r *http.Request, _ *caller) {
-	check, err := s.store.VerifyAudit(r.Context())
+	v, err := url.ParseQuery(r.URL.RawQuery)
+	if err != nil {
+		s.fail(w, r, errorf(http.StatusBadRequest, api.CodeInvalidRequest, "invalid query string: %s", err))
+		return
+	}
+	var checkpoints []keys.Checkpoint
+	for name, vals := range v {
+		if name != "head" {
+			s.fail(w, r, errorf(http.StatusBadRequest, api.CodeInvalidRequest, "unknown query parameter %q", name))
+			return
+		}
+		if len(vals) > 16 {
+			s.fail(w, r, errorf(http.StatusBadRequest, api.CodeInvalidRequest, "at most 16 heads"))
+			return
+		}
+		for _, h := range vals {
+			cp, err := keys.ParseCheckpoint(h)
+			if err != nil {
+				s.fail(w, r, badParam("head", h, "an audit head (SEQ:DIGEST)"))
+				return
+			}
+			checkpoints = append(checkpoints, cp)
+		}
+	}
+	check, err := s.store.VerifyAudit(r.Context(), checkpoints...)
 	if err != nil {
 		s.fail(w, r, err)
 		return

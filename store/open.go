@@ -23,6 +23,10 @@ type Options struct {
 	// UsageRetention is how long verifications stay in the usage log; the
 	// backend's default when zero.
 	UsageRetention time.Duration
+	// MustExist refuses to create a local database when there is none at
+	// the path (sqlite.ErrNoDatabase): a command that only reads never
+	// makes one.
+	MustExist bool
 	// Token authenticates to a keyctl server (remote mode).
 	Token string
 	// HTTPClient talks to a keyctl server; a default one when nil.
@@ -55,7 +59,8 @@ func Open(ctx context.Context, addr string, opts Options) (Store, error) {
 
 // OpenSQLite opens the SQLite database at path.
 func OpenSQLite(ctx context.Context, path string, opts Options) (*sqlite.SQLite, error) {
-	return sqlite.Open(ctx, path, sqlite.Options{Pepper: opts.Pepper, Now: opts.Now, UsageRetention: opts.UsageRetention})
+	return sqlite.Open(ctx, path, sqlite.Options{Pepper: opts.Pepper, Now: opts.Now, UsageRetention: opts.UsageRetention,
+		MustExist: opts.MustExist})
 }
 
 // redact hides a password in a URL-shaped address.

@@ -61,8 +61,9 @@ type Store interface {
 	Usage(ctx context.Context, ref string, q keys.UsageQuery) (*keys.UsageReport, error)
 	// Audit returns the audit entries that match f, oldest first.
 	Audit(ctx context.Context, f keys.AuditFilter) ([]*keys.AuditEntry, error)
-	// VerifyAudit walks the audit chain and reports the first bad entry.
-	VerifyAudit(ctx context.Context) (*keys.AuditCheck, error)
+	// VerifyAudit walks the audit chain and reports the first bad entry;
+	// each checkpoint given must still be in the chain, unchanged.
+	VerifyAudit(ctx context.Context, checkpoints ...keys.Checkpoint) (*keys.AuditCheck, error)
 	Close() error
 }
 

@@ -4,7 +4,10 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"slices"
+	"strconv"
+	"strings"
 	"time"
 )
 
@@ -74,7 +77,30 @@ type AuditCheck struct {
 	Entries int64  `json:"entries"`
 	BadSeq  int64  `json:"bad_seq,omitempty"` // the first entry that does not hold
 	Problem string `json:"problem,omitempty"`
-	Head    string `json:"head,omitempty"` // the last entry's hash
+	Head    string `json:"head,omitempty"`     // the last entry's hash
+	HeadSeq int64  `json:"head_seq,omitempty"` // the last entry's sequence number
+}
+
+// Checkpoint is a head of the audit chain kept elsewhere (a CI artifact, a
+// ticket, a log line), written SEQ:DIGEST: proof that the chain still holds
+// that entry unchanged shows that nothing up to it was rewritten, and
+// nothing after it truncated, even by someone able to write the database
+// and recompute every unkeyed link.
+type Checkpoint struct {
+	Seq  int64
+	Hash string
+}
+
+func (c Checkpoint) String() string { return strconv.FormatInt(c.Seq, 10) + ":" + c.Hash }
+
+// ParseCheckpoint reads SEQ:DIGEST, as keyctl audit head prints it.
+func ParseCheckpoint(s string) (Checkpoint, error) {
+	seq, hash, ok := strings.Cut(strings.TrimSpace(s), ":")
+	n, err := strconv.ParseInt(seq, 10, 64)
+	if !ok || err != nil || n < 1 || len(hash) != 64 || strings.Trim(hash, "0123456789abcdef") != "" {
+		return Checkpoint{}, fmt.Errorf("%q is not an audit head (SEQ:DIGEST, as keyctl audit head prints it)", s)
+	}
+	return Checkpoint{Seq: n, Hash: hash}, nil
 }
 
 // Denial is what the audit trail records of refused admin calls: the route

@@ -441,10 +441,15 @@ func (c *Client) AuditPage(ctx context.Context, f keys.AuditFilter, cursor strin
 	return out, h.Get(api.NextCursorHeader), nil
 }
 
-// VerifyAudit has the server walk its audit chain.
-func (c *Client) VerifyAudit(ctx context.Context) (*keys.AuditCheck, error) {
+// VerifyAudit has the server walk its audit chain, and check the
+// checkpoints given.
+func (c *Client) VerifyAudit(ctx context.Context, checkpoints ...keys.Checkpoint) (*keys.AuditCheck, error) {
+	q := url.Values{}
+	for _, cp := range checkpoints {
+		q.Add("head", cp.String())
+	}
 	var check keys.AuditCheck
-	if err := c.do(ctx, http.MethodGet, api.Version+"/audit/verify", nil, nil, &check); err != nil {
+	if err := c.do(ctx, http.MethodGet, api.Version+"/audit/verify", q, nil, &check); err != nil {
 		return nil, err
 	}
 	return &check, nil

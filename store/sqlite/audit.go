@@ -27,9 +27,13 @@ func (s *SQLite) appendAudit(ctx context.Context, tx *sql.Tx, action string, k *
 	if err != nil {
 		return err
 	}
-	hash := chain.Link(prev, content)
-	if _, err := tx.ExecContext(ctx, `INSERT INTO audit (seq, content, prev_hash, hash) VALUES (?, ?, ?, ?)`,
-		c.Seq, string(content), prev, hash); err != nil {
+	scheme := chain.SchemeSHA256
+	if s.auditKey != nil {
+		scheme = chain.SchemeHMAC
+	}
+	hash := chain.Link(scheme, s.auditKey, prev, content)
+	if _, err := tx.ExecContext(ctx, `INSERT INTO audit (seq, content, prev_hash, hash, scheme) VALUES (?, ?, ?, ?, ?)`,
+		c.Seq, string(content), prev, hash, scheme); err != nil {
 		return err
 	}
 	_, err = tx.ExecContext(ctx, `INSERT INTO audit_head (id, seq, hash) VALUES (1, ?, ?)
@@ -66,14 +70,14 @@ func (s *SQLite) RecordDenied(ctx context.Context, d keys.Denial) error {
 }
 
 func (s *SQLite) auditRows(ctx context.Context, fn func(chain.Row) error) error {
-	rows, err := s.reads().QueryContext(ctx, `SELECT seq, content, prev_hash, hash FROM audit ORDER BY seq`)
+	rows, err := s.reads().QueryContext(ctx, `SELECT seq, content, prev_hash, hash, scheme FROM audit ORDER BY seq`)
 	if err != nil {
 		return err
 	}
 	defer rows.Close()
 	for rows.Next() {
 		var r chain.Row
-		if err := rows.Scan(&r.Seq, &r.Content, &r.PrevHash, &r.Hash); err != nil {
+		if err := rows.Scan(&r.Seq, &r.Content, &r.PrevHash, &r.Hash, &r.Scheme); err != nil {
 			return err
 		}
 		if err := fn(r); err != nil {
@@ -103,9 +107,12 @@ func (s *SQLite) Audit(ctx context.Context, f keys.AuditFilter) ([]*keys.AuditEn
 }
 
 // VerifyAudit walks the chain from the first entry and reports the first one
-// that was edited, deleted or moved behind keyctl's back.
-func (s *SQLite) VerifyAudit(ctx context.Context) (*keys.AuditCheck, error) {
-	w := chain.NewWalker()
+// that was edited, deleted or moved behind keyctl's back: each entry's link
+// by its own scheme, every entry from the one the pepper was first recorded
+// at keyed with it, and each checkpoint still in the chain, unchanged.
+func (s *SQLite) VerifyAudit(ctx context.Context, checkpoints ...keys.Checkpoint) (*keys.AuditCheck, error) {
+	w := chain.NewWalker(chain.WalkOptions{Key: s.auditKey, KeyedFrom: s.keyedFrom, KeyedFromProblem: s.keyedProblem,
+		Checkpoints: checkpoints})
 	err := s.auditRows(ctx, func(r chain.Row) error {
 		w.Next(r)
 		return nil

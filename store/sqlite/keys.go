@@ -179,6 +179,7 @@ func (s *SQLite) bySecret(ctx context.Context, q querier, token string) (*keys.K
 		return nil, nil, err
 	}
 	sec.endsAt = fromUnix(ends)
+	s.pepperProven()
 	k, err := s.byID(ctx, q, sec.keyID)
 	return k, sec, err
 }

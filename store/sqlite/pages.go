@@ -121,9 +121,9 @@ func (s *SQLite) AuditPage(ctx context.Context, f keys.AuditFilter, cursor strin
 		return nil, "", err
 	}
 	bound := scanBound(limit)
-	query := `SELECT seq, content, prev_hash, hash FROM audit WHERE seq > ? ORDER BY seq LIMIT ?`
+	query := `SELECT seq, content, prev_hash, hash, scheme FROM audit WHERE seq > ? ORDER BY seq LIMIT ?`
 	if back {
-		query = `SELECT seq, content, prev_hash, hash FROM audit WHERE seq < ? ORDER BY seq DESC LIMIT ?`
+		query = `SELECT seq, content, prev_hash, hash, scheme FROM audit WHERE seq < ? ORDER BY seq DESC LIMIT ?`
 	}
 	rows, err := s.reads().QueryContext(ctx, query, from, bound)
 	if err != nil {
@@ -134,7 +134,7 @@ func (s *SQLite) AuditPage(ctx context.Context, f keys.AuditFilter, cursor strin
 	read, last, next := 0, int64(0), ""
 	for rows.Next() {
 		var r chain.Row
-		if err := rows.Scan(&r.Seq, &r.Content, &r.PrevHash, &r.Hash); err != nil {
+		if err := rows.Scan(&r.Seq, &r.Content, &r.PrevHash, &r.Hash, &r.Scheme); err != nil {
 			return nil, "", err
 		}
 		read, last = read+1, r.Seq

@@ -5,9 +5,8 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
-	"os"
-	"path/filepath"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	_ "modernc.org/sqlite" // registers the pure-Go "sqlite" driver
@@ -26,6 +25,9 @@ type Options struct {
 	// Readers is how many connections the fast path (Check) reads with,
 	// beside the one writer; DefaultReaders when zero.
 	Readers int
+	// MustExist refuses to create the database when there is none at the
+	// path (ErrNoDatabase): for commands that only read.
+	MustExist bool
 }
 
 // DefaultReaders is how many connections the fast path reads with.
@@ -48,58 +50,22 @@ type SQLite struct {
 
 	readOnly bool // the file cannot be written: every change is refused
 
+	// The audit chain's key, derived from the pepper (nil without one),
+	// and the first entry keyed with it; keyedProblem says why that could
+	// not be trusted.
+	auditKey     []byte
+	keyedFrom    int64
+	keyedProblem string
+	// pepperUnproven: the database has no record of its pepper yet, and
+	// holds secrets; pepperFound: one was found with the configured
+	// pepper, which may now be recorded (at Close).
+	pepperUnproven, pepperFound atomic.Bool
+
 	fastMu sync.Mutex
 	fast   *checker // the fast path, once a check has opened it
 	closed bool
 
 	bg background
-}
-
-// Open opens the database at path, creating it (mode 0600, in a
-// directory created 0700) and bringing its schema up to date.
-func Open(ctx context.Context, path string, opts Options) (*SQLite, error) {
-	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
-		return nil, fmt.Errorf("creating database directory: %w", err)
-	}
-	// Create the file ourselves so that its mode is 0600 whatever the umask;
-	// SQLite gives the -wal and -shm files the database file's mode.
-	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o600)
-	if err != nil {
-		return nil, fmt.Errorf("opening database: %w", err)
-	}
-	f.Close()
-
-	// WAL lets readers run beside the one writer; synchronous=NORMAL in WAL
-	// mode keeps commits from waiting on a disk sync (a power loss may lose
-	// the last commits, never corrupt the file); immediate transactions take
-	// the write lock up front so that concurrent processes queue on the busy
-	// timeout instead of failing halfway with "database is locked".
-	// Memory-mapped reads keep a lookup in a large database from costing a
-	// system call per page. The page cache (16 MB) then holds mostly the
-	// pages a transaction writes; SQLite scans it at the end of some
-	// transactions, so a larger one made commits slower, not faster.
-	dsn := path + "?_busy_timeout=30000&_journal_mode=WAL&_synchronous=NORMAL&_fk=1&_txlock=immediate" +
-		"&_pragma=mmap_size(1073741824)&_pragma=cache_size(-16000)"
-	db, err := sql.Open("sqlite", dsn)
-	if err != nil {
-		return nil, fmt.Errorf("opening database: %w", err)
-	}
-	db.SetMaxOpenConns(1)
-	s := &SQLite{db: db, pepper: opts.Pepper, now: opts.Now, retention: opts.UsageRetention, dsn: dsn, path: path, readers: opts.Readers}
-	if s.readers <= 0 {
-		s.readers = DefaultReaders
-	}
-	if s.now == nil {
-		s.now = time.Now
-	}
-	if s.retention <= 0 {
-		s.retention = DefaultUsageRetention
-	}
-	if err := s.migrate(ctx); err != nil {
-		db.Close()
-		return nil, fmt.Errorf("preparing database %s: %w", path, err)
-	}
-	return s, nil
 }
 
 // ErrReadOnly: the database file cannot be written (a read-only file or
@@ -141,6 +107,9 @@ func (s *SQLite) Close() error {
 	var err error
 	if fast != nil {
 		err = fast.Close()
+	}
+	if s.pepperFound.Load() && !s.readOnly {
+		err = errors.Join(err, s.recordPepper(context.Background()))
 	}
 	return errors.Join(err, s.stmts.close(s.db), s.db.Close())
 }
@@ -270,11 +239,11 @@ var migrations = []string{
 var SchemaVersion = len(migrations)
 
 func (s *SQLite) migrate(ctx context.Context) error {
-	var v int
-	if err := s.db.QueryRowContext(ctx, "PRAGMA user_version").Scan(&v); err != nil {
+	var v, app int
+	if err := s.db.QueryRowContext(ctx, "SELECT (SELECT user_version FROM pragma_user_version), (SELECT application_id FROM pragma_application_id)").Scan(&v, &app); err != nil {
 		return err
 	}
-	if v == SchemaVersion {
+	if v == SchemaVersion && app == ApplicationID {
 		return nil
 	}
 	return s.tx(ctx, func(tx *sql.Tx) error {
@@ -290,7 +259,7 @@ func (s *SQLite) migrate(ctx context.Context) error {
 				return fmt.Errorf("migration %d: %w", i+1, err)
 			}
 		}
-		_, err := tx.ExecContext(ctx, fmt.Sprintf("PRAGMA user_version = %d", SchemaVersion))
+		_, err := tx.ExecContext(ctx, fmt.Sprintf("PRAGMA user_version = %d; PRAGMA application_id = %d", SchemaVersion, ApplicationID))
 		return err
 	})
 }

@@ -47,6 +47,10 @@ func (s *SQLite) VerifyBatch(ctx context.Context, reqs []keys.VerifyRequest) ([]
 	if !pending {
 		return out, nil
 	}
+	// A verification records its use: it writes.
+	if err := s.writable(); err != nil {
+		return nil, err
+	}
 	err := s.writeTx(ctx, func(tx *writeTx) error {
 		for i, req := range reqs {
 			if digests[i] == nil {
@@ -101,6 +105,7 @@ func (s *SQLite) scanVerifyRow(row scanner, digest []byte, tat *int64, prefix ..
 	if err != nil {
 		return nil, nil, err
 	}
+	s.pepperProven()
 	return k, fromUnix(endsAt), nil
 }
 
@@ -142,6 +147,9 @@ func (s *SQLite) pruneUsage(tx *writeTx, keyID string, from, to int64) error {
 // key's last entry: the log of a key that is no longer used is trimmed only
 // here. A server runs it now and then.
 func (s *SQLite) PruneUsage(ctx context.Context) error {
+	if err := s.writable(); err != nil {
+		return err
+	}
 	return s.tx(ctx, func(tx *sql.Tx) error {
 		_, err := tx.ExecContext(ctx, `DELETE FROM usage_events AS e WHERE at < ? AND n <
 			(SELECT max(n) FROM usage_events WHERE key_id = e.key_id)`, s.now().Add(-s.retention).UnixMilli())
