@@ -167,6 +167,9 @@ const MaxCredentials = 100
 // authority to kill it.
 type CredentialsRequest struct {
 	Credentials []string `json:"credentials"`
+	// Reason is kept as the revoked keys' reason; by default "revoked by
+	// the holder of its secret".
+	Reason string `json:"reason,omitempty"`
 }
 
 // Accepted is the answer of POST /v1/credentials/revoke, whatever was found:

@@ -30,6 +30,9 @@ type Factory struct {
 	tokenFile string // --token-file, when given
 	dbFlag    bool   // --db was given (and --server was not): the local database it is
 	mustExist bool   // the command only reads: it never creates the local database
+	// tokenOptional: remote mode may go without a token (revoking a
+	// secret: holding it is the authority).
+	tokenOptional bool
 }
 
 // readOnlyCommands only read: they never create a database, so that a

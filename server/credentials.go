@@ -41,13 +41,25 @@ func (s *Server) revokeCredentials(w http.ResponseWriter, r *http.Request) {
 			"credentials holds %d secrets: from 1 to %d", n, api.MaxCredentials))
 		return
 	}
+	note := r.Header.Get(api.NoteHeader)
+	if err := keys.CheckText(api.NoteHeader, note, keys.MaxNote); err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	if note == "" {
+		note = "revoked by its holder through " + r.Pattern
+	}
+	reason := req.Reason
+	if reason == "" {
+		reason = "revoked by the holder of its secret"
+	}
 	ctx := keys.WithActor(r.Context(), keys.Actor{Kind: keys.ActorHolder, Name: "holder of the secret", Address: addrString(ip)})
-	ctx = keys.WithNote(ctx, "revoked by its holder through "+r.Pattern)
+	ctx = keys.WithNote(ctx, note)
 	for _, tok := range req.Credentials {
 		if _, err := apikey.Parse(tok); err != nil {
 			continue // not a secret of any keyctl store: nothing to do
 		}
-		if _, err := s.store.RevokeSecret(ctx, tok, "revoked by the holder of its secret"); err != nil {
+		if _, err := s.store.RevokeSecret(ctx, tok, reason); err != nil {
 			s.fail(w, r, err)
 			return
 		}

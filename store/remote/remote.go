@@ -350,14 +350,14 @@ func (c *Client) FindSecret(ctx context.Context, token string) (*keys.Key, keys.
 // RevokeSecret hands a secret to the server's credential revocation
 // (POST /v1/credentials/revoke), which needs no token and tells nothing of
 // what it found: the outcome is SecretAccepted.
-func (c *Client) RevokeSecret(ctx context.Context, token, _ string) (*keys.SecretRevocation, error) {
+func (c *Client) RevokeSecret(ctx context.Context, token, reason string) (*keys.SecretRevocation, error) {
 	tok, err := apikey.Parse(token)
 	if err != nil {
 		return nil, fmt.Errorf("%w: %w", keys.ErrInvalid, err)
 	}
 	var out api.Accepted
 	if err := c.do(ctx, http.MethodPost, api.Version+"/credentials/revoke", nil,
-		api.CredentialsRequest{Credentials: []string{token}}, &out); err != nil {
+		api.CredentialsRequest{Credentials: []string{token}, Reason: reason}, &out); err != nil {
 		return nil, err
 	}
 	return &keys.SecretRevocation{Outcome: keys.SecretAccepted, Start: tok.Start()}, nil
