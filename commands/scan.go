@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/spf13/cobra"
 
@@ -25,16 +26,40 @@ type ScanOptions struct {
 
 // finding is one key found, as printed. It never holds the secret.
 type finding struct {
-	File    string `json:"file"`
-	Line    int    `json:"line"`
-	Column  int    `json:"column"`
-	Start   string `json:"start"`
-	Known   bool   `json:"known"`
-	KeyID   string `json:"key_id"`
-	KeyName string `json:"key_name"`
-	Status  string `json:"status"` // the key's status, or "unknown"
-	Action  string `json:"action"` // "revoked", "disabled", or ""
+	File    string     `json:"file"`
+	Line    int        `json:"line"`
+	Column  int        `json:"column"`
+	Start   string     `json:"start"`
+	Known   bool       `json:"known"`
+	KeyID   string     `json:"key_id"`
+	KeyName string     `json:"key_name"`
+	Status  string     `json:"status"`  // the secret's own status (see secretStatus), or "unknown"
+	EndsAt  *time.Time `json:"ends_at"` // when an old secret stops, or stopped, working
+	Action  string     `json:"action"`  // "revoked", "disabled", "grace_ended", or ""
 }
+
+// Statuses of a secret found that are not its key's: an old secret still in
+// its rotation grace, and one rotated out, which works no more.
+const (
+	statusInGrace = "in_grace"
+	statusRotated = "rotated"
+)
+
+// secretStatus is a found secret's own status: its key's when it is the
+// current secret, "revoked" when its key is, else in_grace or rotated.
+func secretStatus(k *keys.Key, st keys.SecretState, now time.Time) string {
+	switch {
+	case k.Status == keys.Revoked || st.Current:
+		return string(k.Status)
+	case st.Live(now):
+		return statusInGrace
+	}
+	return statusRotated
+}
+
+// dead reports whether a secret of that status works no more: it fails no
+// gate, and nothing is done about it.
+func dead(status string) bool { return status == string(keys.Revoked) || status == statusRotated }
 
 func newScanCmd(f *Factory) *cobra.Command {
 	var maxSize string
@@ -51,13 +76,19 @@ Each finding is shown as file:line with the masked key and, where the store
 knows the key, its id, name and status; -o json lists the findings. No output
 ever shows a secret.
 
---revoke (or --disable) acts on every found key that is not yet revoked, and
-the audit trail records it as a leak response.
+A finding's status is its secret's own: the key's status for the key's
+current secret; in_grace (with when it stops) for an old secret still in its
+rotation grace; rotated for one rotated out, which works no more and fails
+no gate. --revoke acts on each secret that still works: a current secret
+revokes its key, an old one in its grace has its grace ended (the key's
+current secret stays). --disable disables the key of a current secret. The
+audit trail records each as a leak response.
 
 EXIT STATUS
-  0   nothing found, or every key found is revoked
-  1   a key found is not revoked, or unknown to the store (it may belong to
-      another keyctl store): use it as a pre-commit hook or a CI gate
+  0   nothing found, or every secret found works no more (revoked, or
+      rotated out)
+  1   a secret found still works, or is unknown to the store (it may belong
+      to another keyctl store): use it as a pre-commit hook or a CI gate
   2   usage error`,
 		Example: `  keyctl scan .
   git diff --cached | keyctl scan
@@ -149,47 +180,81 @@ func runScan(ctx context.Context, f *Factory, opts *ScanOptions) error {
 	return scanSummary(f, stats, results)
 }
 
-// lookUpFindings asks the store about each key found (once per key) and, with
-// an action, revokes or disables the ones not yet revoked.
+// lookUpFindings asks the store about each secret found (once per secret)
+// and, with an action, acts on each one that still works, as its own status
+// says: a key's current secret revokes (or disables) the key; an old secret
+// in its grace has its grace ended, the key's current secret staying; a
+// secret rotated out, or of a revoked key, is left alone.
 func lookUpFindings(ctx context.Context, f *Factory, found []scan.Finding, action string) ([]finding, error) {
 	out := make([]finding, 0, len(found))
 	err := f.withStore(ctx, func(s store.Store) error {
-		byToken := map[string]*keys.Key{} // by token; nil when unknown
-		acted := map[string]string{}
+		type seen struct {
+			k      *keys.Key // nil when unknown
+			st     keys.SecretState
+			acted  string
+			status string
+		}
+		byToken := map[string]*seen{}
 		for _, fd := range found {
-			k, seen := byToken[fd.Token]
-			if !seen {
-				var err error
-				k, err = s.Find(ctx, fd.Token)
+			sn, ok := byToken[fd.Token]
+			if !ok {
+				sn = &seen{status: "unknown"}
+				k, st, err := s.FindSecret(ctx, fd.Token)
 				if err != nil && !errors.Is(err, keys.ErrNotFound) {
 					return err
 				}
-				if k != nil && action != "" && k.Status != keys.Revoked {
-					where := fmt.Sprintf("found in %s:%d", fd.Path, fd.Line)
-					actx := keys.WithNote(ctx, "leak response: "+where)
-					if action == keys.ActionRevoke {
-						k, err = s.Revoke(actx, k.ID, "leaked: "+where)
-						acted[fd.Token] = "revoked"
-					} else if k.Status != keys.Disabled {
-						k, err = s.SetDisabled(actx, k.ID, true)
-						acted[fd.Token] = "disabled"
-					}
-					if err != nil {
+				if k != nil {
+					sn.k, sn.st, sn.status = k, st, secretStatus(k, st, f.Now())
+				}
+				if k != nil && action != "" && !dead(sn.status) {
+					if err := actOn(ctx, f, s, fd, sn.k, action, &sn.acted); err != nil {
 						return err
 					}
+					if k, st, err = s.FindSecret(ctx, fd.Token); err != nil {
+						return err
+					}
+					sn.k, sn.st, sn.status = k, st, secretStatus(k, st, f.Now())
 				}
-				byToken[fd.Token] = k
+				byToken[fd.Token] = sn
 			}
-			r := finding{File: fd.Path, Line: fd.Line, Column: fd.Column, Start: fd.Masked(), Status: "unknown",
-				Action: acted[fd.Token]}
-			if k != nil {
-				r.Known, r.KeyID, r.KeyName, r.Status = true, k.ID, k.Name, string(k.Status)
+			r := finding{File: fd.Path, Line: fd.Line, Column: fd.Column, Start: fd.Masked(), Status: sn.status, Action: sn.acted}
+			if sn.k != nil {
+				r.Known, r.KeyID, r.KeyName, r.EndsAt = true, sn.k.ID, sn.k.Name, sn.st.EndsAt
 			}
 			out = append(out, r)
 		}
 		return nil
 	})
 	return out, err
+}
+
+// actOn revokes a live secret found (store.RevokeSecret: its key when it is
+// the current secret, its grace when it is an old one), or disables its key
+// when it is the current secret; an old secret in its grace cannot be
+// disabled alone, and has its grace ended.
+func actOn(ctx context.Context, f *Factory, s store.Store, fd scan.Finding, k *keys.Key, action string, acted *string) error {
+	where := fmt.Sprintf("found in %s:%d", fd.Path, fd.Line)
+	actx := keys.WithNote(ctx, keys.Escape("leak response: "+where, keys.MaxNote))
+	_, st, err := s.FindSecret(ctx, fd.Token)
+	if err != nil {
+		return err
+	}
+	if action == keys.ActionDisable && st.Current {
+		if k.Stored == keys.Disabled || k.Status == keys.Disabled {
+			return nil
+		}
+		*acted = "disabled"
+		_, err := s.SetDisabled(actx, k.ID, true)
+		return err
+	}
+	if _, err := s.RevokeSecret(actx, fd.Token, keys.Escape("leaked: "+where, keys.MaxReason)); err != nil {
+		return err
+	}
+	*acted = "revoked"
+	if !st.Current {
+		*acted = "grace_ended"
+	}
+	return nil
 }
 
 func printFindings(f *Factory, format output.Format, results []finding) error {
@@ -202,8 +267,15 @@ func findingsTable(f *Factory, results []finding) error {
 	}
 	rows := make([][]string, 0, len(results))
 	for _, r := range results {
+		status := r.Status
+		switch {
+		case r.Status == statusInGrace && r.EndsAt != nil:
+			status = "in grace until " + r.EndsAt.UTC().Format(time.RFC3339)
+		case r.Status == statusRotated && r.EndsAt != nil:
+			status = "rotated out at " + r.EndsAt.UTC().Format(time.RFC3339)
+		}
 		rows = append(rows, []string{fmt.Sprintf("%s:%d", r.File, r.Line), r.Start, orDash(r.KeyID),
-			orDash(r.KeyName), r.Status, orDash(r.Action)})
+			orDash(r.KeyName), status, orDash(r.Action)})
 	}
 	return output.WriteTable(f.IO.Out, []string{"LOCATION", "KEY", "ID", "NAME", "STATUS", "ACTION"}, rows)
 }
@@ -216,14 +288,17 @@ func nonNil(r []finding) []finding {
 }
 
 // scanSummary says what was found on stderr and chooses the exit status:
-// 1 when a key found is not revoked or unknown.
+// 1 when a secret found still works (its key is not revoked, and it was not
+// rotated out), or is unknown.
 func scanSummary(f *Factory, stats scan.Stats, results []finding) error {
-	var live, unknown int
+	var live, unknown, rotated int
 	for _, r := range results {
 		switch {
 		case !r.Known:
 			unknown++
-		case r.Status != string(keys.Revoked):
+		case r.Status == statusRotated:
+			rotated++
+		case !dead(r.Status):
 			live++
 		}
 	}
@@ -235,8 +310,12 @@ func scanSummary(f *Factory, stats scan.Stats, results []finding) error {
 		f.IO.Notef("keyctl: no keys found in %d files%s", stats.Files, skipped)
 		return nil
 	}
-	f.IO.Notef("keyctl: found %d keys in %d files%s: %d not revoked, %d unknown to this store",
-		len(results), stats.Files, skipped, live, unknown)
+	rotatedOut := ""
+	if rotated > 0 {
+		rotatedOut = fmt.Sprintf(", %d rotated out (they work no more)", rotated)
+	}
+	f.IO.Notef("keyctl: found %d keys in %d files%s: %d not revoked, %d unknown to this store%s",
+		len(results), stats.Files, skipped, live, unknown, rotatedOut)
 	if live+unknown == 0 {
 		return nil
 	}
