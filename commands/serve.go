@@ -26,23 +26,28 @@ func newServeCmd(f *Factory) *cobra.Command {
 		Long: `Serve the local database (--db, KEYCTL_DB) over a JSON HTTP API under /v1:
 applications verify keys with POST /v1/verify, and operators run every keyctl
 command against it with --server (KEYCTL_SERVER). The API is described at
-/v1/openapi.json; /healthz and /metrics (Prometheus) need no token.
+/v1/openapi.json; /healthz, /readyz (503 while the uses it verifies cannot
+be recorded) and /metrics (Prometheus) need no token, nor does POST
+/v1/credentials/revoke, where whoever holds a secret may kill it.
 
 Callers authenticate with a key made here, on the server's database, that
 holds a keyctl:* scope:
 
   keyctl:owner    everything, including keys with keyctl:* scopes
   keyctl:admin    create, update, rotate, disable, enable, revoke, list, show
-                  (not keys with keyctl:* scopes)
+                  keys that hold no keyctl:* scope (management keys are an
+                  owner's alone)
   keyctl:read     list, show, usage
   keyctl:verify   POST /v1/verify only
 
   keyctl create --name ops --scope keyctl:admin --secret-file ops.key
 
-One line per request goes to stderr (method, route, status, duration, the
-caller's key id; never a token or a secret). SIGINT or SIGTERM stops the
-server gracefully: requests in flight finish, every verification is
-recorded, and keyctl exits 0.`,
+serve refuses to start on a database it cannot write. One line per request
+goes to stderr (method, route, status, duration, the caller's key id; never
+a token or a secret). SIGINT or SIGTERM stops the server gracefully:
+requests in flight finish, every verification queued is written, and keyctl
+says how many uses it recorded; it exits 0, or 1 naming the uses it could
+not record.`,
 		Example: `  keyctl serve
   keyctl serve --addr 0.0.0.0:8443 --tls-cert server.crt --tls-key server.key`,
 		Args: noArgs,

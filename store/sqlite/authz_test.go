@@ -92,6 +92,9 @@ func TestRenameRacingRotateNeverEscapesTheCheck(t *testing.T) {
 	plain, _ := create(t, s, keys.CreateParams{Name: "beta", Scopes: []string{"sdk"}})
 
 	swaps, calls := 1000, 2000
+	if raceEnabled {
+		swaps, calls = 300, 1000
+	}
 	if testing.Short() {
 		swaps, calls = 100, 200
 	}

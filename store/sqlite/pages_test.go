@@ -17,27 +17,38 @@ func TestListPagesAreTheList(t *testing.T) {
 	c := newClock()
 	s, _ := openTest(t, c)
 	ctx := context.Background()
+	// Inserted in one transaction, as Create would make them: more keys
+	// than a page reads at most, so that a rare filter crosses the bound.
+	tx, err := s.db.Begin()
+	if err != nil {
+		t.Fatal(err)
+	}
 	for i := range 1200 {
-		p := keys.CreateParams{Name: fmt.Sprintf("k%04d", i), Env: keys.Production, Prefix: "sk"}
+		env, status, scopes := "production", "active", "[]"
 		if i%3 == 0 {
-			p.Env = keys.Staging
+			env = "staging"
 		}
 		if i%500 == 7 {
-			p.Scopes = []string{"rare"}
+			scopes = `["rare"]`
 		}
+		var expires any
 		if i%50 == 0 {
-			p.ExpiresAt = timep(c.t.Add(time.Hour))
-		}
-		k, _, err := s.Create(ctx, p)
-		if err != nil {
-			t.Fatal(err)
+			expires = c.t.Add(time.Hour).Unix()
 		}
 		if i%7 == 0 {
-			s.Revoke(ctx, k.ID, "")
+			status = "revoked"
 		}
 		if i%100 == 0 {
 			c.Advance(time.Second) // several keys share a created_at: rowid orders them
 		}
+		if _, err := tx.Exec(`INSERT INTO keys (id, name, prefix, env, start, status, scopes, expires_at, created_at, updated_at)
+			VALUES (?, ?, 'sk', ?, 'sk_live_00000000', ?, ?, ?, ?, ?)`, fmt.Sprintf("key_%016d", i), fmt.Sprintf("k%04d", i),
+			env, status, scopes, expires, c.t.Unix(), c.t.Unix()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := tx.Commit(); err != nil {
+		t.Fatal(err)
 	}
 	c.Advance(30 * time.Minute)
 	for _, f := range []keys.ListFilter{{}, {All: true}, {Env: keys.Staging}, {Status: keys.Revoked}, {Scope: "rare"},
@@ -47,6 +58,9 @@ func TestListPagesAreTheList(t *testing.T) {
 			t.Fatal(err)
 		}
 		for _, limit := range []int{1, 7, 100, 1000} {
+			if limit == 1 && len(want) > 50 {
+				continue // a page a key: long, and no different from 7
+			}
 			var got []*keys.Key
 			cursor, pages := "", 0
 			for {
