@@ -3,6 +3,7 @@ package sqlite
 import (
 	"context"
 	"database/sql"
+	"database/sql/driver"
 	"errors"
 	"fmt"
 	"strings"
@@ -54,11 +55,13 @@ type checker struct {
 }
 
 // reader is one reader connection, used by one verification at a time, with
-// its statements and its cache of token verifications.
+// its statements (prepared on the driver's connection, as the writer's are:
+// database/sql costs more than the queries) and its cache of token
+// verifications.
 type reader struct {
 	conn        *sql.Conn
-	lookup      *sql.Stmt
-	dataVersion *sql.Stmt
+	lookup      driver.Stmt
+	dataVersion driver.Stmt
 	cache       map[string]tokenCheck // by digest
 }
 
@@ -183,25 +186,40 @@ func (r *reader) open(db *sql.DB) error {
 	if err != nil {
 		return err
 	}
-	lookup, err := conn.PrepareContext(ctx, verifyKeyQuery)
-	if err != nil {
-		conn.Close()
+	*r = reader{conn: conn, cache: map[string]tokenCheck{}}
+	err = conn.Raw(func(dc any) error {
+		pc, ok := dc.(driver.ConnPrepareContext)
+		if !ok {
+			return fmt.Errorf("sqlite driver: %T cannot prepare statements", dc)
+		}
+		var err error
+		if r.lookup, err = pc.PrepareContext(ctx, verifyKeyQuery); err != nil {
+			return err
+		}
+		r.dataVersion, err = pc.PrepareContext(ctx, `PRAGMA data_version`)
 		return err
-	}
-	dv, err := conn.PrepareContext(ctx, `PRAGMA data_version`)
+	})
 	if err != nil {
-		lookup.Close()
-		conn.Close()
-		return err
+		r.close()
 	}
-	*r = reader{conn: conn, lookup: lookup, dataVersion: dv, cache: map[string]tokenCheck{}}
-	return nil
+	return err
+}
+
+// row runs one of the reader's statements on its connection.
+func (r *reader) row(ctx context.Context, st driver.Stmt, scan func(driverRow) error, args ...any) error {
+	return r.conn.Raw(func(any) error { return scan(stmtRow(ctx, st, args...)) })
 }
 
 func (r *reader) close() {
 	if r.conn != nil {
-		r.lookup.Close()
-		r.dataVersion.Close()
+		r.conn.Raw(func(any) error {
+			for _, st := range []driver.Stmt{r.lookup, r.dataVersion} {
+				if st != nil {
+					st.Close()
+				}
+			}
+			return nil
+		})
 		r.conn.Close()
 		*r = reader{}
 	}
@@ -325,8 +343,11 @@ func (c *checker) malformed(req keys.VerifyRequest) *keys.VerifyResult {
 // find looks up the key a digest belongs to.
 func (r *reader) find(ctx context.Context, s *SQLite, digest []byte) (keyRow, error) {
 	var row keyRow
-	k, ends, err := s.scanVerifyRow(r.lookup.QueryRowContext(ctx, digest), digest, &row.tat)
-	row.found, row.key, row.secretEnds = k != nil, k, ends
+	err := r.row(ctx, r.lookup, func(dr driverRow) error {
+		k, ends, err := s.scanVerifyRow(dr, digest, &row.tat)
+		row.found, row.key, row.secretEnds = k != nil, k, ends
+		return err
+	}, digest)
 	return row, err
 }
 
@@ -335,7 +356,7 @@ func (r *reader) find(ctx context.Context, s *SQLite, digest []byte) (keyRow, er
 // before the key, so that a snapshot is never newer than its version.
 func (c *checker) token(ctx context.Context, r *reader, req keys.VerifyRequest) (*keys.VerifyResult, bool, error) {
 	var version int64
-	if err := r.dataVersion.QueryRowContext(ctx).Scan(&version); err != nil {
+	if err := r.row(ctx, r.dataVersion, func(dr driverRow) error { return dr.Scan(&version) }); err != nil {
 		return nil, false, err
 	}
 	digest := apikey.Digest(req.Token, c.s.pepper)
