@@ -14,6 +14,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/keyctl/keyctl/output"
+	"github.com/keyctl/keyctl/store/keys"
 )
 
 const exitStatusHelp = `EXIT STATUS
@@ -122,7 +123,7 @@ func exactKey(cmd *cobra.Command, args []string) error {
 // noArgs refuses positional arguments, as a usage error.
 func noArgs(cmd *cobra.Command, args []string) error {
 	if len(args) > 0 {
-		return usagef("%s takes no arguments, got %q", cmd.Name(), args[0])
+		return usagef("%s takes no arguments, got %q", cmd.Name(), keys.Redact(args[0]))
 	}
 	return nil
 }

@@ -29,7 +29,7 @@ func ParseEnv(s string) (Env, error) {
 	case "development", "dev":
 		return Development, nil
 	}
-	return "", fmt.Errorf("%q is not an environment (production, staging, development; or prod, stage, dev)", s)
+	return "", fmt.Errorf("%q is not an environment (production, staging, development; or prod, stage, dev)", Redact(s))
 }
 
 // Tag is the token tag of keys in env: live for production, test otherwise.
@@ -153,13 +153,13 @@ func ParseAllowedIP(s string) (string, error) {
 	if strings.Contains(s, "/") {
 		p, err := netip.ParsePrefix(s)
 		if err != nil {
-			return "", fmt.Errorf("%q is not an IP address or CIDR", s)
+			return "", fmt.Errorf("%q is not an IP address or CIDR", Redact(s))
 		}
 		return p.Masked().String(), nil
 	}
 	a, err := netip.ParseAddr(s)
 	if err != nil || a.Zone() != "" {
-		return "", fmt.Errorf("%q is not an IP address or CIDR", s)
+		return "", fmt.Errorf("%q is not an IP address or CIDR", Redact(s))
 	}
 	return a.Unmap().String(), nil
 }
@@ -184,13 +184,13 @@ func ValidateName(s string) error {
 // starting with a letter or digit.
 func ValidateScope(s string) error {
 	if len(s) == 0 || len(s) > 64 {
-		return fmt.Errorf("scope %q must be 1 to 64 characters", s)
+		return fmt.Errorf("scope %q must be 1 to 64 characters", Redact(s))
 	}
 	for i := 0; i < len(s); i++ {
 		c := s[i]
 		alnum := 'a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9'
 		if !alnum && (i == 0 || !strings.ContainsRune(":._-/*", rune(c))) {
-			return fmt.Errorf("scope %q must start with a letter or digit and hold only letters, digits and ':._-/*'", s)
+			return fmt.Errorf("scope %q must start with a letter or digit and hold only letters, digits and ':._-/*'", Redact(s))
 		}
 	}
 	return nil
