@@ -49,7 +49,13 @@ func (s *Server) revokeCredentials(w http.ResponseWriter, r *http.Request) {
 	if note == "" {
 		note = "revoked by its holder through " + r.Pattern
 	}
-	reason := req.Reason
+	if err := keys.CheckText("reason", req.Reason, keys.MaxReason); err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	// Anyone may send this text: it is kept with control characters
+	// escaped, as a note is.
+	reason := keys.Escape(req.Reason, keys.MaxReason)
 	if reason == "" {
 		reason = "revoked by the holder of its secret"
 	}
