@@ -4,7 +4,6 @@
 package api
 
 import (
-	"strings"
 	"time"
 
 	"github.com/keyctl/keyctl/store/keys"
@@ -15,17 +14,18 @@ const Version = "/v1"
 
 // Admin scopes: what a token may do through the API. owner ⊇ admin ⊇ read;
 // verify allows only POST /v1/verify, which owner and admin may also call.
+// store/keys defines them, and the rule that uses them (keys.Authorize).
 const (
-	ScopeOwner  = "keyctl:owner"
-	ScopeAdmin  = "keyctl:admin"
-	ScopeRead   = "keyctl:read"
-	ScopeVerify = "keyctl:verify"
+	ScopeOwner  = keys.ScopeOwner
+	ScopeAdmin  = keys.ScopeAdmin
+	ScopeRead   = keys.ScopeRead
+	ScopeVerify = keys.ScopeVerify
 	// ReservedScopePrefix marks the scopes only an owner may create or grant.
-	ReservedScopePrefix = "keyctl:"
+	ReservedScopePrefix = keys.ReservedScopePrefix
 )
 
 // Reserved reports whether scope is one of keyctl's own (keyctl:*).
-func Reserved(scope string) bool { return strings.HasPrefix(scope, ReservedScopePrefix) }
+func Reserved(scope string) bool { return keys.Reserved(scope) }
 
 // Error codes: a documented contract. Each goes with one HTTP status.
 const (
@@ -46,6 +46,10 @@ const (
 // NoteHeader carries a note for the audit trail of an admin call, such as
 // "leak response: found in app.env:3". It holds no secret.
 const NoteHeader = "X-Keyctl-Note"
+
+// NextCursorHeader carries the cursor of the next page of GET /v1/audit,
+// when more entries may follow.
+const NextCursorHeader = "X-Next-Cursor"
 
 // MaxBodyBytes bounds every request body.
 const MaxBodyBytes = 64 << 10
@@ -158,6 +162,41 @@ type KeyRequest struct {
 	Key string `json:"key"`
 }
 
+// FoundKey is the answer of POST /v1/keys/lookup: the key, and the state of
+// the secret presented, which may differ from the key's (an old secret is
+// dead once its grace has ended, while its key lives on).
+type FoundKey struct {
+	*keys.Key
+	SecretState SecretState `json:"secret_state"`
+}
+
+// SecretState is a secret's own state: current, or old with the end of its
+// grace.
+type SecretState struct {
+	Current bool       `json:"current"`
+	EndsAt  *time.Time `json:"ends_at"`
+}
+
+// MaxCredentials bounds the secrets one POST /v1/credentials/revoke
+// carries.
+const MaxCredentials = 100
+
+// CredentialsRequest is the body of POST /v1/credentials/revoke: secrets
+// their holder wants dead. No token is needed: holding a secret is the
+// authority to kill it.
+type CredentialsRequest struct {
+	Credentials []string `json:"credentials"`
+	// Reason is kept as the revoked keys' reason; by default "revoked by
+	// the holder of its secret".
+	Reason string `json:"reason,omitempty"`
+}
+
+// Accepted is the answer of POST /v1/credentials/revoke, whatever was found:
+// it tells nothing about any secret.
+type Accepted struct {
+	Status string `json:"status"`
+}
+
 // VerifyRequest is the body of POST /v1/verify. Cost defaults to 1; 0
 // checks without spending quota.
 type VerifyRequest struct {
@@ -178,4 +217,13 @@ type KeyList struct {
 // Health is the body of GET /healthz.
 type Health struct {
 	Status string `json:"status"`
+}
+
+// Readiness is the body of GET /readyz: "ok" (200), or "degraded" (503)
+// with the reason, such as usage that cannot be written.
+type Readiness struct {
+	Status          string `json:"status"`
+	Reason          string `json:"reason,omitempty"`
+	UsesRecorded    int64  `json:"uses_recorded"`
+	UsesNotRecorded int64  `json:"uses_not_recorded"`
 }

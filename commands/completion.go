@@ -47,6 +47,9 @@ names and ids from the configured database, and flag values: --env,
 	}
 }
 
+// completionKeys is how many keys, the newest, completion offers.
+const completionKeys = 1000
+
 // completeKeys completes the first argument with key names and ids; revoked
 // keys only when withRevoked (for show).
 func completeKeys(f *Factory, withRevoked bool) func(*cobra.Command, []string, string) ([]string, cobra.ShellCompDirective) {
@@ -57,13 +60,16 @@ func completeKeys(f *Factory, withRevoked bool) func(*cobra.Command, []string, s
 		if err := f.loadConfig(cmd); err != nil {
 			return nil, cobra.ShellCompDirectiveError
 		}
+		f.mustExist = true // completing never makes a database
 		ctx := cmd.Context()
 		if ctx == nil {
 			ctx = context.Background()
 		}
 		var out []string
 		err := f.withStore(ctx, func(s store.Store) error {
-			keys, err := s.List(ctx, keys.ListFilter{All: withRevoked})
+			// One page, the newest keys: a completion costs the same
+			// however many keys there are.
+			keys, _, err := store.PagerOf(s).ListPage(ctx, keys.ListFilter{All: withRevoked}, "", completionKeys)
 			for _, k := range keys {
 				desc := fmt.Sprintf("%s %s %s", k.Masked(), k.Env, k.Status)
 				for _, c := range []string{k.Name, k.ID} {

@@ -13,11 +13,12 @@ import (
 
 // Exit statuses: a documented contract.
 const (
-	exitOK       = 0
-	exitFailure  = 1
-	exitUsage    = 2
-	exitNotFound = 3
-	exitRefused  = 4
+	exitOK        = 0
+	exitFailure   = 1
+	exitUsage     = 2
+	exitNotFound  = 3
+	exitRefused   = 4
+	exitForbidden = 5
 )
 
 // usageError is bad input on the command line: exit 2.
@@ -76,6 +77,8 @@ func exitCode(err error) int {
 		return exitNotFound
 	case errors.Is(err, keys.ErrRevoked), errors.Is(err, keys.ErrConflict):
 		return exitRefused
+	case errors.Is(err, keys.ErrForbidden):
+		return exitForbidden
 	case errors.Is(err, remote.ErrUnauthorized):
 		// The request was not decided at all: a failure, like an
 		// unreadable database.

@@ -19,6 +19,7 @@ import (
 	"github.com/keyctl/keyctl/output"
 	"github.com/keyctl/keyctl/store"
 	"github.com/keyctl/keyctl/store/keys"
+	"github.com/keyctl/keyctl/store/sqlite"
 )
 
 // Factory holds what commands share: streams, configuration, the clock and
@@ -32,11 +33,21 @@ type Factory struct {
 
 	tokenFile string // --token-file, when given
 	dbFlag    bool   // --db was given (and --server was not): the local database it is
+	mustExist bool   // the command only reads: it never creates the local database
+	// tokenOptional: remote mode may go without a token (revoking a
+	// secret: holding it is the authority).
+	tokenOptional bool
 	// warnedConfig: the config file's unknown keys were warned about.
 	warnedConfig bool
 	// graceful is set by a command that stops gracefully on its own when
 	// interrupted (keyctl serve), which Main then waits for.
 	graceful atomic.Bool
+}
+
+// readOnlyCommands only read: they never create a database, so that a
+// mistyped --db is said, not made.
+var readOnlyCommands = map[string]bool{
+	"verify": true, "list": true, "show": true, "usage": true, "audit": true, "head": true, "scan": true,
 }
 
 // newFactory returns the factory of a real process, on the clock now.
@@ -76,13 +87,22 @@ func (f *Factory) openDB(ctx context.Context, addr string, noMigrate bool) (stor
 		return nil, err
 	}
 	opts.NoMigrate = noMigrate
-	return store.Open(ctx, addr, opts)
+	st, err := store.Open(ctx, addr, opts)
+	switch {
+	case errors.Is(err, sqlite.ErrNoDatabase):
+		return nil, withHint(err, "check --db (KEYCTL_DB); 'keyctl create' makes a database with its first key")
+	case errors.Is(err, keys.ErrPepper):
+		return nil, withHint(err, "the pepper comes from KEYCTL_PEPPER or pepper in the config file, and must be the one the database was made with")
+	case errors.Is(err, sqlite.ErrForeign):
+		return nil, withHint(err, "check --db (KEYCTL_DB): it names a file keyctl did not make")
+	}
+	return st, err
 }
 
 // localOptions are the options of the local database from the
 // configuration: its pepper, its usage retention, the clock.
 func (f *Factory) localOptions() (store.Options, error) {
-	opts := store.Options{Pepper: []byte(f.Config.GetString("pepper")), Now: f.Now}
+	opts := store.Options{Pepper: []byte(f.Config.GetString("pepper")), Now: f.Now, MustExist: f.mustExist}
 	if r := f.Config.GetString("usage_retention"); r != "" {
 		d, err := parseDuration(r)
 		if err != nil || d <= 0 {
@@ -109,11 +129,17 @@ func newConfig() *viper.Viper {
 // loadConfig binds the running command's global flags and reads the config
 // file. Flags are bound here, for the command that runs, and not at start-up.
 func (f *Factory) loadConfig(cmd *cobra.Command) error {
+	f.mustExist = readOnlyCommands[cmd.Name()]
 	for _, name := range []string{"db", "config", "output", "server"} {
 		if fl := cmd.Flags().Lookup(name); fl != nil {
 			if err := f.Config.BindPFlag(name, fl); err != nil {
 				return err
 			}
+		}
+	}
+	if fl := cmd.Flags().Lookup("allow-http"); fl != nil {
+		if err := f.Config.BindPFlag("allow_http", fl); err != nil {
+			return err
 		}
 	}
 	if fl := cmd.Flags().Lookup("token-file"); fl != nil && fl.Changed {

@@ -18,7 +18,7 @@ func (f *Factory) openRemote(ctx context.Context, serverURL string) (store.Store
 	if err != nil {
 		return nil, err
 	}
-	return store.Open(ctx, serverURL, store.Options{Token: tok})
+	return store.Open(ctx, serverURL, store.Options{Token: tok, AllowPlainHTTP: f.Config.GetBool("allow_http")})
 }
 
 func (f *Factory) remoteToken() (string, error) {
@@ -35,6 +35,9 @@ func (f *Factory) remoteToken() (string, error) {
 		from, tok = path, string(b)
 	}
 	tok = strings.TrimSpace(tok)
+	if tok == "" && f.tokenOptional {
+		return "", nil
+	}
 	if tok == "" {
 		return "", withHint(fmt.Errorf("remote mode needs a token: set KEYCTL_TOKEN or --token-file"),
 			"the token is a key made on the server's database, e.g. keyctl create --scope keyctl:admin")

@@ -16,6 +16,7 @@ import (
 type RevokeOptions struct {
 	Deps
 	Ref    string
+	Secret secretSource // when the key is named by a secret of it
 	Reason string
 	Format output.Format
 	// Confirm asks, on the terminal, to type the key's name first; --yes,
@@ -25,6 +26,7 @@ type RevokeOptions struct {
 
 func newRevokeCmd(f *Factory, runF func(context.Context, *RevokeOptions) error) *cobra.Command {
 	opts := &RevokeOptions{Deps: f.deps()}
+	var secret, fromEnv string
 	cmd := &cobra.Command{
 		Use:   "revoke KEY",
 		Short: "Revoke a key for good",
@@ -33,20 +35,38 @@ stays visible to 'keyctl show' and 'keyctl list --all' for investigation, and
 its name is free for a new key. Revoking a revoked key is not an error.
 
 Revocation cannot be undone: on a terminal keyctl asks to type the key's name
-first; --yes skips that. Without a terminal, --yes is required (exit 2).`,
+first; --yes skips that. Without a terminal, --yes is required (exit 2).
+
+A leaked secret is one command from dead: --secret - reads it from stdin (a
+hidden prompt on a terminal), --secret-from-env VAR from a variable, and a
+secret given as KEY is taken the same way, with a warning. The key's current
+secret revokes the key; an old secret still in its rotation grace stops
+working now, and the key's current secret stays healthy; a secret that
+works no more changes nothing. Each says so. Whoever holds a secret may kill
+it, so revoking by a secret asks nothing. In remote mode this needs no
+token: the server's credential revocation (POST /v1/credentials/revoke)
+takes it from whoever holds the secret, and tells nothing back.`,
 		Example: `  keyctl revoke billing --reason "leaked in a CI log"
-  keyctl revoke billing --yes --reason "rotated out"   # in a script`,
-		Args:              exactKey,
+  keyctl revoke billing --yes --reason "rotated out"   # in a script
+  pbpaste | keyctl revoke --secret -
+  keyctl revoke --secret-from-env LEAKED_KEY`,
+		Args:              cobra.ArbitraryArgs,
 		ValidArgsFunction: completeKeys(f, false),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			opts.Ref = args[0]
 			var err error
-			yes, _ := cmd.Flags().GetBool("yes")
-			if !yes && !f.IO.IsStdinTTY() {
-				return withHint(usagef("revoke cannot be undone: confirm it with --yes when not on a terminal"),
-					"keyctl revoke "+opts.Ref+" --yes")
+			if opts.Ref, opts.Secret, err = parseSecretSource(cmd, args, secret, fromEnv); err != nil {
+				return err
 			}
-			opts.Confirm = !yes
+			if opts.Secret.given() {
+				f.tokenOptional = true // holding the secret is the authority
+			} else {
+				yes, _ := cmd.Flags().GetBool("yes")
+				if !yes && !f.IO.IsStdinTTY() {
+					return withHint(usagef("revoke cannot be undone: confirm it with --yes when not on a terminal"),
+						"keyctl revoke "+opts.Ref+" --yes")
+				}
+				opts.Confirm = !yes
+			}
 			if opts.Format, err = f.outputFormat(); err != nil {
 				return err
 			}
@@ -58,10 +78,14 @@ first; --yes skips that. Without a terminal, --yes is required (exit 2).`,
 	}
 	cmd.Flags().StringVar(&opts.Reason, "reason", "", "why the key is revoked (kept with the key)")
 	cmd.Flags().BoolP("yes", "y", false, "revoke without asking to type the key's name (needed without a terminal)")
+	addSecretFlags(cmd, &secret, &fromEnv)
 	return cmd
 }
 
 func runRevoke(ctx context.Context, opts *RevokeOptions) error {
+	if opts.Secret.given() {
+		return runRevokeSecret(ctx, opts)
+	}
 	return opts.withStore(ctx, func(s store.Store) error {
 		before, err := s.Get(ctx, opts.Ref)
 		if err != nil {

@@ -16,6 +16,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/keyctl/keyctl/output"
+	"github.com/keyctl/keyctl/store/keys"
 )
 
 const exitStatusHelp = `EXIT STATUS
@@ -24,6 +25,8 @@ const exitStatusHelp = `EXIT STATUS
   2   usage error: an unknown flag, a missing argument or a bad value
   3   key not found
   4   refused in the key's state (a revoked key cannot be changed; a name is in use)
+  5   forbidden: the acting key may not make this change (only an owner key
+      may touch a key that holds keyctl:* scopes)
   130 interrupted (Ctrl-C); 143 terminated (SIGTERM)`
 
 // Main runs keyctl and returns its exit status.
@@ -141,6 +144,7 @@ line. --db on the command line still means that local database.
 	pf.StringP("output", "o", "", "output format: table, json or yaml (env KEYCTL_OUTPUT)")
 	pf.String("server", "", "URL of a keyctl server to use instead of a local database (env KEYCTL_SERVER)")
 	pf.String("token-file", "", "file holding the token for --server (else env KEYCTL_TOKEN)")
+	pf.Bool("allow-http", false, "let --server be plain http:// to an address that is not loopback (env KEYCTL_ALLOW_HTTP)")
 
 	root.AddCommand(
 		newCreateCmd(f, nil),
@@ -180,7 +184,7 @@ func exactKey(cmd *cobra.Command, args []string) error {
 // noArgs refuses positional arguments, as a usage error.
 func noArgs(cmd *cobra.Command, args []string) error {
 	if len(args) > 0 {
-		return usagef("%s takes no arguments, got %q", cmd.Name(), args[0])
+		return usagef("%s takes no arguments, got %q", cmd.Name(), keys.Redact(args[0]))
 	}
 	return nil
 }

@@ -7,6 +7,7 @@ import (
 	"strconv"
 	"strings"
 	"sync/atomic"
+	"time"
 
 	"github.com/spf13/cobra"
 
@@ -32,26 +33,52 @@ type ScanOptions struct {
 // finding is one key found, or one file skipped, as printed. It never holds
 // the secret.
 type finding struct {
-	File    string `json:"file"`
-	Line    int    `json:"line"`
-	Column  int    `json:"column"`
-	Start   string `json:"start"`
-	Known   bool   `json:"known"`
-	KeyID   string `json:"key_id"`
-	KeyName string `json:"key_name"`
-	Status  string `json:"status"` // the key's status, "unknown", or "skipped" for a file not scanned
-	Action  string `json:"action"` // "revoked", "disabled", "would-revoke", "would-disable", or ""
-	Reason  string `json:"reason,omitempty"`
+	File    string     `json:"file"`
+	Line    int        `json:"line"`
+	Column  int        `json:"column"`
+	Start   string     `json:"start"`
+	Known   bool       `json:"known"`
+	KeyID   string     `json:"key_id"`
+	KeyName string     `json:"key_name"`
+	Status  string     `json:"status"`  // the secret's own status (see secretStatus), "unknown", or "skipped" for a file not scanned
+	EndsAt  *time.Time `json:"ends_at"` // when an old secret stops, or stopped, working
+	// Action is "revoked", "disabled", "grace_ended", "would-revoke",
+	// "would-disable", "would-end-grace", or "".
+	Action string `json:"action"`
+	Reason string `json:"reason,omitempty"`
 }
 
-// statusSkipped marks, in -o json, a file that was not scanned.
-const statusSkipped = "skipped"
+// Statuses of a secret found that are not its key's: an old secret still in
+// its rotation grace, and one rotated out, which works no more; and a file
+// that was not scanned.
+const (
+	statusInGrace = "in_grace"
+	statusRotated = "rotated"
+	statusSkipped = "skipped"
+)
+
+// secretStatus is a found secret's own status: its key's when it is the
+// current secret, "revoked" when its key is, else in_grace or rotated.
+func secretStatus(k *keys.Key, st keys.SecretState, now time.Time) string {
+	switch {
+	case k.Status == keys.Revoked || st.Current:
+		return string(k.Status)
+	case st.Live(now):
+		return statusInGrace
+	}
+	return statusRotated
+}
+
+// dead reports whether a secret of that status works no more: it fails no
+// gate, and nothing is done about it.
+func dead(status string) bool { return status == string(keys.Revoked) || status == statusRotated }
 
 const scanExitHelp = `EXIT STATUS
-  0   nothing found, or every key found is revoked; every file was scanned
-      (or --allow-skipped was given)
-  1   a key found is not revoked, or unknown to the store (it may belong to
-      another keyctl store); or a file could not be scanned: over
+  0   nothing found, or every secret found works no more (its key is
+      revoked, or it was rotated out); every file was scanned (or
+      --allow-skipped was given)
+  1   a secret found still works, or is unknown to the store (it may belong
+      to another keyctl store); or a file could not be scanned: over
       --max-size, unreadable, or a read error (listed on stderr, and with
       "status": "skipped" in -o json)
   2   usage error
@@ -81,9 +108,15 @@ skipped files with "status": "skipped" and a "reason". No output ever shows
 a secret. On a terminal, a scan that takes more than a second shows its
 progress on stderr.
 
---revoke (or --disable) acts on every found key that is not yet revoked, and
-the audit trail records it as a leak response; with --dry-run it says what
-it would do and changes nothing.
+A finding's status is its secret's own: the key's status for the key's
+current secret; in_grace (with when it stops) for an old secret still in its
+rotation grace; rotated for one rotated out, which works no more and fails
+no gate. --revoke acts on each secret that still works: a current secret
+revokes its key, an old one in its grace has its grace ended (the key's
+current secret stays). --disable disables the key of a current secret (an
+old one in its grace has its grace ended). The audit trail records each as
+a leak response; with --dry-run keyctl says what it would do and changes
+nothing.
 
 ` + scanExitHelp,
 		Example: `  keyctl scan .
@@ -130,8 +163,8 @@ it would do and changes nothing.
 	}
 	fl := cmd.Flags()
 	kindVar(fl, &maxSize, "max-size", "10MiB", "size", "skip files in trees larger than this (e.g. 512KiB, 10MiB; config scan_max_size)")
-	fl.BoolVar(&revoke, "revoke", false, "revoke every found key that is not revoked")
-	fl.BoolVar(&disable, "disable", false, "disable every found key that is not revoked")
+	fl.BoolVar(&revoke, "revoke", false, "revoke every found secret that still works (an old one in its grace: end the grace)")
+	fl.BoolVar(&disable, "disable", false, "disable the key of every found current secret (an old one in its grace: end the grace)")
 	fl.BoolVar(&dryRun, "dry-run", false, "with --revoke or --disable: say what would be done, change nothing")
 	fl.BoolVar(&allowSkipped, "allow-skipped", false, "files that could not be scanned are listed but do not fail the scan")
 	return cmd
@@ -199,36 +232,53 @@ func runScan(ctx context.Context, opts *ScanOptions) error {
 	return scanSummary(opts.IO, stats, results, opts)
 }
 
-// lookUpFindings asks the store about each key found (once per key) and, with
-// an action, revokes or disables the ones not yet revoked (or, in a dry run,
-// says it would). It starts no change once ctx has ended.
+// lookUpFindings asks the store about each secret found (once per secret)
+// and, with an action, acts on each one that still works, as its own status
+// says (or, in a dry run, says it would): a key's current secret revokes (or
+// disables) the key; an old secret in its grace has its grace ended, the
+// key's current secret staying; a secret rotated out, or of a revoked key,
+// is left alone. It starts no change once ctx has ended.
 func lookUpFindings(ctx context.Context, d Deps, found []scan.Finding, action string, dryRun bool) ([]finding, error) {
 	out := make([]finding, 0, len(found))
 	err := d.withStore(ctx, func(s store.Store) error {
-		byToken := map[string]*keys.Key{} // by token; nil when unknown
-		acted := map[string]string{}
+		type seen struct {
+			k      *keys.Key // nil when unknown
+			st     keys.SecretState
+			acted  string
+			status string
+		}
+		byToken := map[string]*seen{}
 		for _, fd := range found {
-			k, seen := byToken[fd.Token]
-			if !seen {
+			sn, ok := byToken[fd.Token]
+			if !ok {
 				if err := ctx.Err(); err != nil {
 					return err
 				}
-				var err error
-				k, err = s.Find(ctx, fd.Token)
+				sn = &seen{status: "unknown"}
+				k, st, err := s.FindSecret(ctx, fd.Token)
 				if err != nil && !errors.Is(err, keys.ErrNotFound) {
 					return err
 				}
-				if k != nil && action != "" && k.Status != keys.Revoked {
-					if k, err = act(ctx, s, k, fd, action, dryRun, acted); err != nil {
+				if k != nil {
+					sn.k, sn.st, sn.status = k, st, secretStatus(k, st, d.Now())
+				}
+				if k != nil && action != "" && !dead(sn.status) {
+					changed, err := actOn(ctx, s, fd, sn.k, sn.st, action, dryRun, &sn.acted)
+					if err != nil {
 						return err
 					}
+					if changed {
+						if k, st, err = s.FindSecret(ctx, fd.Token); err != nil {
+							return err
+						}
+						sn.k, sn.st, sn.status = k, st, secretStatus(k, st, d.Now())
+					}
 				}
-				byToken[fd.Token] = k
+				byToken[fd.Token] = sn
 			}
-			r := finding{File: fd.Path, Line: fd.Line, Column: fd.Column, Start: fd.Masked(), Status: "unknown",
-				Action: acted[fd.Token]}
-			if k != nil {
-				r.Known, r.KeyID, r.KeyName, r.Status = true, k.ID, k.Name, string(k.Status)
+			r := finding{File: fd.Path, Line: fd.Line, Column: fd.Column, Start: fd.Masked(), Status: sn.status, Action: sn.acted}
+			if sn.k != nil {
+				r.Known, r.KeyID, r.KeyName, r.EndsAt = true, sn.k.ID, sn.k.Name, sn.st.EndsAt
 			}
 			out = append(out, r)
 		}
@@ -237,27 +287,49 @@ func lookUpFindings(ctx context.Context, d Deps, found []scan.Finding, action st
 	return out, err
 }
 
-// act revokes or disables a key found at fd, as a leak response, and notes
-// what it did in acted; in a dry run it only notes what it would do.
-func act(ctx context.Context, s store.Store, k *keys.Key, fd scan.Finding, action string, dryRun bool, acted map[string]string) (*keys.Key, error) {
-	if action == keys.ActionDisable && k.Status == keys.Disabled {
-		return k, nil
+// actOn acts on a live secret found at fd, as a leak response, and notes
+// what it did in acted: --revoke revokes it (store.RevokeSecret: its key
+// when it is the current secret, its grace when it is an old one);
+// --disable disables its key when it is the current secret, and ends the
+// grace of an old one, which cannot be disabled alone. In a dry run it only
+// notes what it would do. changed says whether the store was changed.
+func actOn(ctx context.Context, s store.Store, fd scan.Finding, k *keys.Key, st keys.SecretState, action string,
+	dryRun bool, acted *string) (changed bool, err error) {
+	disable := action == keys.ActionDisable && st.Current
+	if disable && (k.Stored == keys.Disabled || k.Status == keys.Disabled) {
+		return false, nil
 	}
 	if dryRun {
-		acted[fd.Token] = "would-" + action
-		return k, nil
+		switch {
+		case disable:
+			*acted = "would-" + keys.ActionDisable
+		case st.Current:
+			*acted = "would-" + keys.ActionRevoke
+		default:
+			*acted = "would-" + keys.ActionEndGrace
+		}
+		return false, nil
 	}
 	if err := ctx.Err(); err != nil {
-		return nil, err // interrupted: nothing more is changed
+		return false, err // interrupted: nothing more is changed
 	}
 	where := fmt.Sprintf("found in %s:%d", fd.Path, fd.Line)
-	actx := keys.WithNote(ctx, "leak response: "+where)
-	if action == keys.ActionRevoke {
-		acted[fd.Token] = "revoked"
-		return s.Revoke(actx, k.ID, "leaked: "+where)
+	actx := keys.WithNote(ctx, keys.Escape("leak response: "+where, keys.MaxNote))
+	if disable {
+		*acted = "disabled"
+		_, err := s.SetDisabled(actx, k.ID, true)
+		return true, err
 	}
-	acted[fd.Token] = "disabled"
-	return s.SetDisabled(actx, k.ID, true)
+	if _, err := s.RevokeSecret(actx, fd.Token, keys.Escape("leaked: "+where, keys.MaxReason)); err != nil {
+		return false, err
+	}
+	// A keyctl server says nothing of what it did: the secret's state,
+	// read just before, says it.
+	*acted = "revoked"
+	if !st.Current {
+		*acted = "grace_ended"
+	}
+	return true, nil
 }
 
 // printFindings prints the findings: a table for people (the skipped files
@@ -277,8 +349,15 @@ func findingsTable(io *output.IOStreams, results []finding) error {
 	}
 	rows := make([][]string, 0, len(results))
 	for _, r := range results {
+		status := r.Status
+		switch {
+		case r.Status == statusInGrace && r.EndsAt != nil:
+			status = "in grace until " + r.EndsAt.UTC().Format(time.RFC3339)
+		case r.Status == statusRotated && r.EndsAt != nil:
+			status = "rotated out at " + r.EndsAt.UTC().Format(time.RFC3339)
+		}
 		rows = append(rows, []string{fmt.Sprintf("%s:%d", r.File, r.Line), r.Start, orDash(r.KeyID),
-			orDash(r.KeyName), r.Status, orDash(r.Action)})
+			orDash(r.KeyName), status, orDash(r.Action)})
 	}
 	return output.WriteTable(io.Out, []string{"LOCATION", "KEY", "ID", "NAME", "STATUS", "ACTION"}, rows)
 }
@@ -291,15 +370,18 @@ func nonNil(r []finding) []finding {
 }
 
 // scanSummary says what was found, and what was skipped, on stderr, and
-// chooses the exit status: 1 when a key found is not revoked or unknown, or
-// a file was skipped without --allow-skipped.
+// chooses the exit status: 1 when a secret found still works (its key is
+// not revoked, and it was not rotated out) or is unknown, or a file was
+// skipped without --allow-skipped.
 func scanSummary(io *output.IOStreams, stats scan.Stats, results []finding, opts *ScanOptions) error {
-	var live, unknown, would int
+	var live, unknown, rotated, would int
 	for _, r := range results {
 		switch {
 		case !r.Known:
 			unknown++
-		case r.Status != string(keys.Revoked):
+		case r.Status == statusRotated:
+			rotated++
+		case !dead(r.Status):
 			live++
 		}
 		if strings.HasPrefix(r.Action, "would-") {
@@ -313,8 +395,12 @@ func scanSummary(io *output.IOStreams, stats scan.Stats, results []finding, opts
 	if len(results) == 0 {
 		io.Notef("keyctl: no keys found in %s", files)
 	} else {
-		io.Notef("keyctl: found %s in %s: %d not revoked, %d unknown to this store",
-			output.Plural(len(results), "key", "keys"), files, live, unknown)
+		rotatedOut := ""
+		if rotated > 0 {
+			rotatedOut = fmt.Sprintf(", %d rotated out (they work no more)", rotated)
+		}
+		io.Notef("keyctl: found %s in %s: %d not revoked, %d unknown to this store%s",
+			output.Plural(len(results), "key", "keys"), files, live, unknown, rotatedOut)
 	}
 	if opts.DryRun {
 		io.Notef("keyctl: dry run: %s would be %s; nothing was changed",

@@ -16,15 +16,15 @@ import (
 )
 
 // cancelAfterRevoke is a store that cancels the scan's context once it has
-// revoked a key, as a Ctrl-C arriving then would.
+// revoked a secret (and with it its key), as a Ctrl-C arriving then would.
 type cancelAfterRevoke struct {
 	*sqlite.SQLite
 	cancel context.CancelFunc
 }
 
-func (c cancelAfterRevoke) Revoke(ctx context.Context, ref, reason string) (*keys.Key, error) {
+func (c cancelAfterRevoke) RevokeSecret(ctx context.Context, token, reason string) (*keys.SecretRevocation, error) {
 	defer c.cancel()
-	return c.SQLite.Revoke(ctx, ref, reason)
+	return c.SQLite.RevokeSecret(ctx, token, reason)
 }
 
 // Once interrupted, a scan starts no further revocation.

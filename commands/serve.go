@@ -36,23 +36,28 @@ func newServeCmd(f *Factory, runF func(context.Context, *ServeOptions) error) *c
 that several replicas share) over a JSON HTTP API under /v1:
 applications verify keys with POST /v1/verify, and operators run every keyctl
 command against it with --server (KEYCTL_SERVER). The API is described at
-/v1/openapi.json; /healthz and /metrics (Prometheus) need no token.
+/v1/openapi.json; /healthz, /readyz (503 while the uses it verifies cannot
+be recorded) and /metrics (Prometheus) need no token, nor does POST
+/v1/credentials/revoke, where whoever holds a secret may kill it.
 
 Callers authenticate with a key made here, on the server's database, that
 holds a keyctl:* scope:
 
   keyctl:owner    everything, including keys with keyctl:* scopes
   keyctl:admin    create, update, rotate, disable, enable, revoke, list, show
-                  (not keys with keyctl:* scopes)
+                  keys that hold no keyctl:* scope (management keys are an
+                  owner's alone)
   keyctl:read     list, show, usage
   keyctl:verify   POST /v1/verify only
 
   keyctl create --name ops --scope keyctl:admin --secret-file ops.key
 
-One line per request goes to stderr (method, route, status, duration, the
-caller's key id; never a token or a secret). SIGINT or SIGTERM stops the
-server gracefully: requests in flight finish, every verification is
-recorded, and keyctl exits 0.`,
+serve refuses to start on a database it cannot write. One line per request
+goes to stderr (method, route, status, duration, the caller's key id; never
+a token or a secret). SIGINT or SIGTERM stops the server gracefully:
+requests in flight finish, every verification queued is written, and keyctl
+says how many uses it recorded; it exits 0, or 1 naming the uses it could
+not record.`,
 		Example: `  keyctl serve
   keyctl serve --addr 0.0.0.0:8443 --tls-cert server.crt --tls-key server.key`,
 		Args: noArgs,
@@ -84,6 +89,14 @@ func runServe(ctx context.Context, opts *ServeOptions) error {
 		return err
 	}
 	defer st.Close()
+	// A service that cannot write would answer verifications whose use is
+	// never recorded, and changes that all fail: it does not start.
+	if wc, ok := st.(store.WriteChecker); ok {
+		if err := wc.CheckWritable(ctx); err != nil {
+			return withHint(fmt.Errorf("cannot serve: %w", err),
+				"serve needs a database it can write; list, show, usage and audit can read a read-only one")
+		}
+	}
 	ln, err := net.Listen("tcp", opts.Addr)
 	if err != nil {
 		return err
@@ -100,6 +113,16 @@ func runServe(ctx context.Context, opts *ServeOptions) error {
 	if err := srv.Run(ctx, ln, server.TLS{CertFile: opts.TLSCert, KeyFile: opts.TLSKey}); err != nil {
 		return err
 	}
-	opts.IO.Notef("keyctl: stopped; every request in flight was answered and recorded")
+	bg, ok := st.(store.Background)
+	if !ok {
+		opts.IO.Notef("keyctl: stopped; every request in flight was answered and recorded")
+		return nil
+	}
+	recorded, lost, _ := bg.UsageRecorded()
+	if lost > 0 {
+		return fmt.Errorf("stopped; every request in flight was answered, but %d uses could not be recorded (%d were); see the errors above",
+			lost, recorded)
+	}
+	opts.IO.Notef("keyctl: stopped; every request in flight was answered; %d uses recorded in the background, none lost", recorded)
 	return nil
 }

@@ -169,7 +169,32 @@ func TestAdminMayNotGrantKeyctlScopes(t *testing.T) {
 	want(t, r, 201, "")
 	want(t, ts.call("PATCH", "/v1/keys/plain", owner, api.UpdateRequest{AddScopes: []string{api.ScopeVerify}}), 200, "")
 	want(t, ts.call("POST", "/v1/keys/read/rotate", owner, nil), 200, "")
-	// An admin may still manage admin keys in ways that grant nothing.
-	want(t, ts.call("POST", "/v1/keys/ops2/disable", admin, nil), 200, "")
-	want(t, ts.call("PATCH", "/v1/keys/ops2", admin, api.UpdateRequest{RemoveScopes: []string{api.ScopeAdmin}}), 200, "")
+	// A management key (one that holds a keyctl:* scope) is out of an
+	// admin's reach altogether: no demotion, renaming, disabling, enabling
+	// or revoking of it, and the key is left as it was.
+	for _, c := range []struct {
+		method, path string
+		body         any
+	}{
+		{"POST", "/v1/keys/ops2/disable", nil},
+		{"POST", "/v1/keys/ops2/enable", nil},
+		{"POST", "/v1/keys/ops2/revoke", nil},
+		{"POST", "/v1/keys/owner/rotate", nil},
+		{"PATCH", "/v1/keys/ops2", api.UpdateRequest{RemoveScopes: []string{api.ScopeAdmin}}},
+		{"PATCH", "/v1/keys/owner", api.UpdateRequest{Name: ptr("renamed")}},
+		{"PATCH", "/v1/keys/read", api.UpdateRequest{Description: ptr("x")}},
+	} {
+		want(t, ts.call(c.method, c.path, admin, c.body), 403, api.CodeForbidden)
+	}
+	for _, name := range []string{"ops2", "owner", "read"} {
+		k, err := ts.st.Get(t.Context(), name)
+		if err != nil || k.Status != keys.Active || k.Description != "" || k.RevokedAt != nil {
+			t.Fatalf("a refused call changed %s: %+v, %v", name, k, err)
+		}
+	}
+	// An owner may.
+	want(t, ts.call("POST", "/v1/keys/ops2/disable", owner, nil), 200, "")
+	want(t, ts.call("PATCH", "/v1/keys/ops2", owner, api.UpdateRequest{RemoveScopes: []string{api.ScopeAdmin}}), 200, "")
+	// Once it holds no keyctl:* scope, it is an ordinary key again.
+	want(t, ts.call("POST", "/v1/keys/ops2/enable", admin, nil), 200, "")
 }

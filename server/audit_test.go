@@ -1,6 +1,7 @@
 package server
 
 import (
+	"fmt"
 	"net/http"
 	"strings"
 	"testing"
@@ -66,4 +67,84 @@ func TestAuditThroughTheAPI(t *testing.T) {
 	if !check.OK || check.Entries < 3 {
 		t.Fatalf("check = %+v", check)
 	}
+}
+
+// TestDenialsAreBounded: a caller refused again and again costs the audit
+// trail one entry a minute, with a count; an unauthenticated caller costs
+// it nothing; and the caller's text is bounded and escaped.
+func TestDenialsAreBounded(t *testing.T) {
+	ts := start(t)
+	ctx := t.Context()
+	count := func() int {
+		t.Helper()
+		entries, err := ts.st.Audit(ctx, keys.AuditFilter{Action: keys.ActionDenied})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return len(entries)
+	}
+	for range 100 {
+		want(t, ts.raw("GET", "/v1/keys", "sk_test_nope", nil), http.StatusUnauthorized, api.CodeUnauthorized)
+		want(t, ts.raw("POST", "/v1/keys/plain/disable", "", nil), http.StatusUnauthorized, api.CodeUnauthorized)
+	}
+	if n := count(); n != 0 {
+		t.Fatalf("unauthenticated calls wrote %d audit entries", n)
+	}
+	const n = 200
+	forged := "/v1/keys/a%0Aforged%1B%5B31m" + strings.Repeat("x", 100) + "/disable"
+	want(t, ts.call("POST", forged, ts.tok["read"], nil), http.StatusForbidden, api.CodeForbidden)
+	for range n - 1 {
+		want(t, ts.raw("POST", "/v1/keys/plain/disable", ts.tok["read"], nil), http.StatusForbidden, api.CodeForbidden)
+	}
+	if got := count(); got != 1 {
+		t.Fatalf("%d refusals in a minute wrote %d entries, want 1", n, got)
+	}
+	ts.clock.Advance(denialEvery)
+	want(t, ts.call("POST", "/v1/keys/plain/enable", ts.tok["read"], nil), http.StatusForbidden, api.CodeForbidden)
+	want(t, ts.call("POST", "/v1/keys/plain/enable", ts.tok["read"], nil), http.StatusForbidden, api.CodeForbidden)
+	m := ts.metricsText()
+	if !strings.Contains(m, `keyctl_denied_requests_total{route="POST /v1/keys/{id}/disable"} 200`) {
+		t.Fatalf("metrics: %s", grep(m, "keyctl_denied"))
+	}
+	ts.stop() // writes what is still counted
+	entries, err := ts.st.Audit(ctx, keys.AuditFilter{Action: keys.ActionDenied})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var counts []float64
+	for _, e := range entries {
+		counts = append(counts, e.Changes["count"].To.(float64))
+		if e.Actor.Name != "read" {
+			t.Errorf("entry %d: actor %+v", e.Seq, e.Actor)
+		}
+	}
+	if fmt.Sprint(counts) != "[1 200 1]" {
+		t.Fatalf("denied entries count %v refusals, want [1 200 1]", counts)
+	}
+	ref, _ := entries[0].Changes["ref"].To.(string)
+	if !strings.HasPrefix(ref, `a\nforged\x1b[31mxxx`) || len(ref) > 64 || entries[0].KeyName != "" {
+		t.Fatalf("the caller's path was stored as %q (key %q)", ref, entries[0].KeyName)
+	}
+	if entries[1].KeyName != "plain" {
+		t.Fatalf("the refused call's key: %+v", entries[1])
+	}
+}
+
+func TestNoteIsBounded(t *testing.T) {
+	ts := start(t)
+	note := func(n string) *response {
+		return ts.send("POST", "/v1/keys/plain/disable", nil, func(h http.Header) {
+			h.Set("Authorization", "Bearer "+ts.tok["admin"])
+			h.Set(api.NoteHeader, n)
+		})
+	}
+	r := note(strings.Repeat("x", keys.MaxNote+1))
+	want(t, r, http.StatusBadRequest, api.CodeInvalidRequest)
+	if !strings.Contains(string(r.body), fmt.Sprint(keys.MaxNote)) {
+		t.Fatalf("the refusal does not name the limit: %s", r.body)
+	}
+	if k, _ := ts.st.Get(t.Context(), "plain"); k.Status != keys.Active {
+		t.Fatal("a refused call changed the key")
+	}
+	want(t, note(strings.Repeat("x", keys.MaxNote)), http.StatusOK, "")
 }

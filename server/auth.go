@@ -17,37 +17,10 @@ type caller struct {
 	ip  netip.Addr
 }
 
-// has reports whether the caller's key grants scope, through the hierarchy:
-// owner ⊇ admin ⊇ read, and owner and admin may also verify.
-func (c *caller) has(scope string) bool {
-	held := func(s string) bool { return slices.Contains(c.key.Scopes, s) }
-	switch scope {
-	case api.ScopeOwner:
-		return held(api.ScopeOwner)
-	case api.ScopeAdmin:
-		return held(api.ScopeAdmin) || held(api.ScopeOwner)
-	case api.ScopeRead:
-		return held(api.ScopeRead) || held(api.ScopeAdmin) || held(api.ScopeOwner)
-	case api.ScopeVerify:
-		return held(api.ScopeVerify) || held(api.ScopeAdmin) || held(api.ScopeOwner)
-	}
-	return false
-}
-
-// mayGrant refuses keyctl:* scopes to a caller that is not an owner: an
-// admin may not make a key more powerful than itself.
-func (c *caller) mayGrant(scopes []string) error {
-	if c.has(api.ScopeOwner) {
-		return nil
-	}
-	for _, s := range scopes {
-		if api.Reserved(s) {
-			return errorf(http.StatusForbidden, api.CodeForbidden,
-				"only a %s key may create or grant keyctl:* scopes such as %q", api.ScopeOwner, s)
-		}
-	}
-	return nil
-}
+// has reports whether the caller's key grants scope (keys.Grants). It is
+// the route's first, coarse check; what a change may touch is decided by
+// the store, inside the change's transaction (keys.Authorize).
+func (c *caller) has(scope string) bool { return keys.Grants(c.key.Scopes, scope) }
 
 type authedFunc func(w http.ResponseWriter, r *http.Request, c *caller)
 
@@ -57,9 +30,15 @@ type authedFunc func(w http.ResponseWriter, r *http.Request, c *caller)
 func (s *Server) authed(scope string, h authedFunc) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		c, err := s.authenticate(r)
+		if id := r.PathValue("id"); err == nil && keys.LooksLikeToken(id) {
+			// The secret is in the URL, and so in every log on its way:
+			// it is not looked at, and not echoed.
+			err = errorf(http.StatusBadRequest, api.CodeInvalidRequest,
+				"a secret never goes in a URL: POST it to %s/keys/lookup; and rotate or revoke it, as it may be in logs now", api.Version)
+		}
 		if err == nil && !c.has(scope) {
 			err = lacks(c, scope)
-			s.recordDenied(r, c, scope)
+			s.denied(r, c, scope)
 		}
 		logKey(w, c)
 		if err != nil {
@@ -74,15 +53,24 @@ func (s *Server) authed(scope string, h authedFunc) http.Handler {
 		}
 		ctx := keys.WithActor(r.Context(), actorOf(c))
 		if note := r.Header.Get(api.NoteHeader); note != "" {
+			if err := keys.CheckText(api.NoteHeader, note, keys.MaxNote); err != nil {
+				s.fail(w, r, err)
+				return
+			}
 			ctx = keys.WithNote(ctx, note)
 		}
 		h(w, r.WithContext(ctx), c)
+		// A change the store refused (a management key is an owner's) is
+		// a refused admin call too.
+		if rec, ok := w.(*recorder); ok && rec.status == http.StatusForbidden {
+			s.denied(r, c, api.ScopeOwner)
+		}
 	})
 }
 
 // actorOf is who acts, for the audit trail: the caller's key and address.
 func actorOf(c *caller) keys.Actor {
-	return keys.Actor{Kind: "key", ID: c.key.ID, Name: c.key.Name, Address: addrString(c.ip)}
+	return keys.Actor{Kind: keys.ActorKey, ID: c.key.ID, Name: c.key.Name, Address: addrString(c.ip)}
 }
 
 func addrString(a netip.Addr) string {
@@ -159,6 +147,11 @@ func unauthorized(format string, a ...any) *apiError {
 // bearer returns the request's token: from Authorization: Bearer when that
 // header is present, else from X-API-Key.
 func bearer(r *http.Request) (string, error) {
+	for _, name := range []string{"Authorization", "X-API-Key"} {
+		if vals := r.Header.Values(name); len(vals) > 1 && slices.ContainsFunc(vals[1:], func(v string) bool { return v != vals[0] }) {
+			return "", errorf(http.StatusBadRequest, api.CodeInvalidRequest, "the %s header is given twice, with different values", name)
+		}
+	}
 	if h := r.Header.Get("Authorization"); h != "" {
 		scheme, tok, _ := strings.Cut(h, " ")
 		tok = strings.TrimSpace(tok)

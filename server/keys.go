@@ -9,10 +9,7 @@ import (
 	"github.com/keyctl/keyctl/store/keys"
 )
 
-// maxGrace bounds a rotation's grace period (and keeps it a Duration).
-const maxGrace = 100 * 365 * 24 * time.Hour
-
-func (s *Server) createKey(w http.ResponseWriter, r *http.Request, c *caller) {
+func (s *Server) createKey(w http.ResponseWriter, r *http.Request, _ *caller) {
 	var req api.CreateRequest
 	if err := decode(w, r, &req, false); err != nil {
 		s.fail(w, r, err)
@@ -33,10 +30,6 @@ func (s *Server) createKey(w http.ResponseWriter, r *http.Request, c *caller) {
 	}
 	if req.Prefix != "" {
 		p.Prefix = req.Prefix
-	}
-	if err := c.mayGrant(p.Scopes); err != nil {
-		s.fail(w, r, err)
-		return
 	}
 	k, secret, err := s.store.Create(r.Context(), p)
 	if err != nil {
@@ -66,11 +59,15 @@ func (s *Server) lookupKey(w http.ResponseWriter, r *http.Request, _ *caller) {
 		s.fail(w, r, err)
 		return
 	}
-	k, err := s.store.Find(r.Context(), req.Key)
-	s.answerKey(w, r, k, err)
+	k, state, err := s.store.FindSecret(r.Context(), req.Key)
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, api.FoundKey{Key: k, SecretState: api.SecretState{Current: state.Current, EndsAt: state.EndsAt}})
 }
 
-func (s *Server) updateKey(w http.ResponseWriter, r *http.Request, c *caller) {
+func (s *Server) updateKey(w http.ResponseWriter, r *http.Request, _ *caller) {
 	var req api.UpdateRequest
 	if err := decode(w, r, &req, false); err != nil {
 		s.fail(w, r, err)
@@ -81,41 +78,26 @@ func (s *Server) updateKey(w http.ResponseWriter, r *http.Request, c *caller) {
 		s.fail(w, r, errorf(http.StatusBadRequest, api.CodeInvalidRequest, "the update changes nothing"))
 		return
 	}
-	if err := c.mayGrant(p.AddScopes); err != nil {
-		s.fail(w, r, err)
-		return
-	}
 	k, err := s.store.Update(r.Context(), r.PathValue("id"), p)
 	s.answerKey(w, r, k, err)
 }
 
-func (s *Server) rotateKey(w http.ResponseWriter, r *http.Request, c *caller) {
+// rotateKey hands out a key's new secret. Whether the caller may have it
+// (an admin may not rotate a management key) is decided by the store, in
+// the rotation's own transaction, on the key it rotates.
+func (s *Server) rotateKey(w http.ResponseWriter, r *http.Request, _ *caller) {
 	var req api.RotateRequest
 	if err := decode(w, r, &req, true); err != nil {
 		s.fail(w, r, err)
 		return
 	}
-	grace := time.Duration(req.GraceSeconds) * time.Second
-	if req.GraceSeconds < 0 || grace > maxGrace {
+	const maxSeconds = int64(keys.MaxGrace / time.Second)
+	if req.GraceSeconds < 0 || req.GraceSeconds > maxSeconds {
 		s.fail(w, r, errorf(http.StatusBadRequest, api.CodeInvalidRequest,
-			"grace_seconds %d is not from 0 to %d", req.GraceSeconds, int64(maxGrace/time.Second)))
+			"grace_seconds %d is not from 0 to %d", req.GraceSeconds, maxSeconds))
 		return
 	}
-	ref := r.PathValue("id")
-	if !c.has(api.ScopeOwner) {
-		// A rotation hands out the key's secret: to hand out one that
-		// holds keyctl:* scopes would be to grant them.
-		k, err := s.store.Get(r.Context(), ref)
-		if err != nil {
-			s.fail(w, r, err)
-			return
-		}
-		if err := c.mayGrant(k.Scopes); err != nil {
-			s.fail(w, r, err)
-			return
-		}
-	}
-	k, secret, err := s.store.Rotate(r.Context(), ref, grace)
+	k, secret, err := s.store.Rotate(r.Context(), r.PathValue("id"), time.Duration(req.GraceSeconds)*time.Second)
 	if err != nil {
 		s.fail(w, r, err)
 		return

@@ -4,7 +4,9 @@ import (
 	"context"
 	"log/slog"
 	"net/http"
+	"path"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -17,11 +19,14 @@ import (
 
 // metrics are the server's Prometheus metrics.
 type metrics struct {
-	requests        *prometheus.CounterVec
-	duration        *prometheus.HistogramVec
-	verifications   *prometheus.CounterVec
-	authentications *prometheus.CounterVec
-	batchSize       prometheus.Histogram
+	requests         *prometheus.CounterVec
+	duration         *prometheus.HistogramVec
+	verifications    *prometheus.CounterVec
+	authentications  *prometheus.CounterVec
+	denied           *prometheus.CounterVec
+	batchSize        prometheus.Histogram
+	backgroundErrors prometheus.Counter
+	usesNotRecorded  prometheus.Counter
 }
 
 func newMetrics(reg *prometheus.Registry) *metrics {
@@ -43,6 +48,18 @@ func newMetrics(reg *prometheus.Registry) *metrics {
 			Name: "keyctl_authentications_total",
 			Help: "Tokens presented to the API, by the result code of their verification.",
 		}, []string{"code"}),
+		denied: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "keyctl_denied_requests_total",
+			Help: "Admin calls refused to an authenticated caller, by route pattern: its key lacks the scope, or may not touch the key.",
+		}, []string{"route"}),
+		backgroundErrors: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "keyctl_background_errors_total",
+			Help: "Failures of the store's background work (recording uses, pruning the usage log).",
+		}),
+		usesNotRecorded: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "keyctl_uses_not_recorded_total",
+			Help: "Verifications whose use (usage count, last use) could not be written.",
+		}),
 		batchSize: prometheus.NewHistogram(prometheus.HistogramOpts{
 			Name:    "keyctl_verify_batch_size",
 			Help:    "Verifications (of requests and of tokens) recorded per store transaction.",
@@ -53,7 +70,8 @@ func newMetrics(reg *prometheus.Registry) *metrics {
 		m.verifications.WithLabelValues(string(c))
 		m.authentications.WithLabelValues(string(c))
 	}
-	reg.MustRegister(m.requests, m.duration, m.verifications, m.authentications, m.batchSize,
+	reg.MustRegister(m.requests, m.duration, m.verifications, m.authentications, m.denied, m.batchSize,
+		m.backgroundErrors, m.usesNotRecorded,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }
@@ -111,8 +129,18 @@ func (rec *recorder) Unwrap() http.ResponseWriter { return rec.ResponseWriter }
 func (s *Server) observe(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		start := time.Now()
+		// Until it authenticates, a request acts with no authority at
+		// all: a handler that forgot to authenticate is refused by the
+		// store, never taken for the OS user.
+		r = r.WithContext(keys.WithActor(r.Context(), keys.Actor{Kind: keys.ActorAnonymous, Name: "anonymous"}))
 		rec := &recorder{ResponseWriter: w, req: r}
-		next.ServeHTTP(rec, r)
+		if clean := path.Clean(r.URL.Path); clean != r.URL.Path && clean+"/" != r.URL.Path || strings.Contains(r.URL.Path, "//") {
+			// The mux would redirect to the cleaned path; no route of
+			// the API has one: not found, in the API's JSON.
+			writeError(rec, errorf(http.StatusNotFound, api.CodeNotFound, "no route %s", r.URL.Path))
+		} else {
+			next.ServeHTTP(rec, r)
+		}
 		if rec.status == 0 {
 			rec.status = http.StatusOK
 		}

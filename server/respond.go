@@ -1,6 +1,8 @@
 package server
 
 import (
+	"bytes"
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -51,11 +53,20 @@ func writeError(w http.ResponseWriter, e *apiError) {
 	writeJSON(w, e.status, api.Error{Error: api.ErrorDetail{Code: e.code, Message: e.message}})
 }
 
+// statusClientClosed is what a request whose client hung up is counted
+// as, in the metrics and the access log (nginx's 499): not a failure of the
+// server's.
+const statusClientClosed = 499
+
 // fail answers with err: an *apiError as it is, a store error with its
-// status, anything else as a 500 whose cause is logged and not told.
+// status, anything else as a 500 whose cause is logged and not told. A
+// request whose client has gone is not a failure: it is counted as 499
+// and not logged as an error.
 func (s *Server) fail(w http.ResponseWriter, r *http.Request, err error) {
 	var ae *apiError
 	switch {
+	case r.Context().Err() != nil && (errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded)):
+		ae = errorf(statusClientClosed, "client_closed_request", "the client closed the request")
 	case errors.As(err, &ae):
 	case errors.Is(err, keys.ErrInvalid):
 		ae = errorf(http.StatusBadRequest, api.CodeInvalidRequest, "%s", err)
@@ -65,6 +76,8 @@ func (s *Server) fail(w http.ResponseWriter, r *http.Request, err error) {
 		ae = errorf(http.StatusConflict, api.CodeConflict, "%s", err)
 	case errors.Is(err, keys.ErrRevoked):
 		ae = errorf(http.StatusConflict, api.CodeRevoked, "%s", err)
+	case errors.Is(err, keys.ErrForbidden):
+		ae = errorf(http.StatusForbidden, api.CodeForbidden, "%s", err)
 	case errors.Is(err, errClosed):
 		ae = errorf(http.StatusServiceUnavailable, api.CodeUnavailable, "the server is shutting down")
 	case errors.Is(err, keys.ErrUnavailable):
@@ -81,33 +94,40 @@ func (s *Server) fail(w http.ResponseWriter, r *http.Request, err error) {
 }
 
 // decode reads r's JSON body into v: at most api.MaxBodyBytes (413 past
-// that), one value, no unknown fields (400). An empty body leaves v as it is
-// when optional.
+// that), one JSON object, no unknown fields (400). A body that is absent (no
+// bytes at all) leaves v as it is when optional; a body of only spaces, or
+// null, or anything but an object, is refused.
 func decode(w http.ResponseWriter, r *http.Request, v any, optional bool) error {
 	if r.ContentLength > api.MaxBodyBytes {
 		return tooLarge()
 	}
-	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, api.MaxBodyBytes))
-	dec.DisallowUnknownFields()
-	err := dec.Decode(v)
-	if errors.Is(err, io.EOF) && optional {
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, api.MaxBodyBytes))
+	var mbe *http.MaxBytesError
+	switch {
+	case errors.As(err, &mbe):
+		return tooLarge()
+	case err != nil:
+		return errorf(http.StatusBadRequest, api.CodeInvalidJSON, "reading the body: %s", err)
+	case len(body) == 0 && optional:
 		return nil
+	case len(body) == 0:
+		return errorf(http.StatusBadRequest, api.CodeInvalidJSON, "the request needs a JSON body")
 	}
+	if trimmed := bytes.TrimSpace(body); len(trimmed) == 0 || trimmed[0] != '{' {
+		return errorf(http.StatusBadRequest, api.CodeInvalidJSON, "the body must be a JSON object")
+	}
+	dec := json.NewDecoder(bytes.NewReader(body))
+	dec.DisallowUnknownFields()
+	err = dec.Decode(v)
 	if err == nil {
 		if _, terr := dec.Token(); !errors.Is(terr, io.EOF) {
 			err = errors.New("data after the JSON value")
 		}
 	}
-	var mbe *http.MaxBytesError
-	switch {
-	case err == nil:
-		return nil
-	case errors.As(err, &mbe):
-		return tooLarge()
-	case errors.Is(err, io.EOF):
-		return errorf(http.StatusBadRequest, api.CodeInvalidJSON, "the request needs a JSON body")
+	if err != nil {
+		return errorf(http.StatusBadRequest, api.CodeInvalidJSON, "invalid JSON body: %s", strings.TrimPrefix(err.Error(), "json: "))
 	}
-	return errorf(http.StatusBadRequest, api.CodeInvalidJSON, "invalid JSON body: %s", strings.TrimPrefix(err.Error(), "json: "))
+	return nil
 }
 
 func tooLarge() error {

@@ -54,6 +54,8 @@ type Options struct {
 type Server struct {
 	store    store.Store
 	fast     store.FastVerifier // nil when the store has none
+	bg       store.Background   // nil when the store has none
+	pager    store.Pager
 	batch    *batcher
 	metrics  *metrics
 	log      *slog.Logger // access log; nil when off
@@ -63,6 +65,8 @@ type Server struct {
 	handler  http.Handler
 	now      func() time.Time
 	closed   atomic.Bool // Close was called: verifications are refused
+	holders  holderLimits
+	denials  denials
 }
 
 // New returns a server over st. It starts the goroutine that verifies
@@ -92,6 +96,11 @@ func New(st store.Store, opts Options) *Server {
 	if fast, ok := st.(store.FastVerifier); ok {
 		s.fast = fast
 	}
+	s.pager = store.PagerOf(st)
+	if bg, ok := st.(store.Background); ok {
+		s.bg = bg
+		bg.OnBackgroundError(s.backgroundFailed)
+	}
 	s.routes(reg)
 	s.handler = s.observe(s.mux)
 	return s
@@ -106,6 +115,7 @@ func (s *Server) Handler() http.Handler { return s.handler }
 func (s *Server) Close() {
 	s.closed.Store(true)
 	s.batch.close()
+	s.flushDenials()
 	if s.fast != nil {
 		if err := s.fast.Flush(context.Background()); err != nil {
 			s.errLog.Error("recording usage", "err", err)
@@ -146,10 +156,12 @@ func (s *Server) check(ctx context.Context, req keys.VerifyRequest, token bool) 
 func (s *Server) routes(reg *prometheus.Registry) {
 	v := api.Version
 	s.handle("GET /healthz", http.HandlerFunc(s.health))
+	s.handle("GET /readyz", http.HandlerFunc(s.ready))
 	s.handle("GET /metrics", s.metrics.handler(reg))
 	s.handle("GET "+v+"/openapi.json", http.HandlerFunc(serveOpenAPI))
 
 	s.handle("POST "+v+"/verify", http.HandlerFunc(s.verify))
+	s.handle("POST "+v+"/credentials/revoke", http.HandlerFunc(s.revokeCredentials))
 	s.handle("POST "+v+"/keys", s.authed(api.ScopeAdmin, s.createKey))
 	s.handle("GET "+v+"/keys", s.authed(api.ScopeRead, s.listKeys))
 	s.handle("POST "+v+"/keys/lookup", s.authed(api.ScopeRead, s.lookupKey))
@@ -176,6 +188,36 @@ func (s *Server) handle(pattern string, h http.Handler) {
 
 func (s *Server) health(w http.ResponseWriter, _ *http.Request) {
 	writeJSON(w, http.StatusOK, api.Health{Status: "ok"})
+}
+
+// ready says whether the service does all it should: 503 "degraded" when
+// the uses it verifies cannot be recorded (the last background write
+// failed), or when it is shutting down.
+func (s *Server) ready(w http.ResponseWriter, _ *http.Request) {
+	out := api.Readiness{Status: "ok"}
+	if s.bg != nil {
+		var failing error
+		out.UsesRecorded, out.UsesNotRecorded, failing = s.bg.UsageRecorded()
+		if failing != nil {
+			out.Status, out.Reason = "degraded", "usage cannot be recorded: "+failing.Error()
+		}
+	}
+	if s.closed.Load() {
+		out.Status, out.Reason = "degraded", "the server is shutting down"
+	}
+	status := http.StatusOK
+	if out.Status != "ok" {
+		status = http.StatusServiceUnavailable
+	}
+	writeJSON(w, status, out)
+}
+
+// backgroundFailed logs a failure of the store's background work when it
+// happens, with the uses it lost, and counts them.
+func (s *Server) backgroundFailed(err error, lost int) {
+	s.errLog.Error("background work failed", "uses_not_recorded", lost, "err", err)
+	s.metrics.backgroundErrors.Inc()
+	s.metrics.usesNotRecorded.Add(float64(lost))
 }
 
 // NewHTTPServer returns an http.Server for h with keyctl's timeouts.

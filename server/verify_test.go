@@ -137,3 +137,21 @@ func postVerify(t testing.TB, c *http.Client, url, token, secret string) keys.Co
 	}
 	return res.Code
 }
+
+// TestVerifyAuthenticatesBeforeLookingAtTheKey: a caller without a valid
+// token learns nothing about the key it asks about. Here the key's row
+// cannot be read (a corrupt column): looking at it first would answer 500,
+// telling that the key exists; the caller is refused before.
+func TestVerifyAuthenticatesBeforeLookingAtTheKey(t *testing.T) {
+	ts := start(t)
+	_, secret := ts.mint(keys.CreateParams{Name: "probed"})
+	ts.exec(`UPDATE keys SET scopes = 'not json' WHERE name = 'probed'`)
+	unknown, _ := apikey.New("sk", apikey.TagTest)
+	for _, tok := range []string{"", "sk_test_nope", unknown.String()} {
+		r := ts.call("POST", "/v1/verify", tok, api.VerifyRequest{Key: secret})
+		want(t, r, http.StatusUnauthorized, api.CodeUnauthorized)
+	}
+	want(t, ts.call("POST", "/v1/verify", ts.tok["read"], api.VerifyRequest{Key: secret}), http.StatusForbidden, api.CodeForbidden)
+	// With a token that may verify, the key is read (and cannot be).
+	want(t, ts.call("POST", "/v1/verify", ts.tok["verify"], api.VerifyRequest{Key: secret}), http.StatusInternalServerError, api.CodeInternal)
+}

@@ -23,8 +23,14 @@ func (c *clock) Now() time.Time { return c.t }
 // in, with usage and an audit trail, and the secrets that were issued.
 func filled(t *testing.T, c *clock) (store.Store, []string) {
 	t.Helper()
+	return filledWith(t, c, nil)
+}
+
+// filledWith is filled, on a database made with pepper.
+func filledWith(t *testing.T, c *clock, pepper []byte) (store.Store, []string) {
+	t.Helper()
 	ctx := context.Background()
-	src, err := store.Open(ctx, filepath.Join(t.TempDir(), "src.db"), store.Options{Now: c.Now})
+	src, err := store.Open(ctx, filepath.Join(t.TempDir(), "src.db"), store.Options{Now: c.Now, Pepper: pepper})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -73,7 +79,7 @@ func filled(t *testing.T, c *clock) (store.Store, []string) {
 	if _, err := src.SetDisabled(ctx, off.ID, true); err != nil {
 		t.Fatal(err)
 	}
-	if err := src.(store.DenialRecorder).RecordDenied(ctx, "revoke", "plain", "keyctl:admin"); err != nil {
+	if err := src.(store.DenialRecorder).RecordDenied(ctx, keys.Denial{Route: "revoke", Ref: "plain", Required: "keyctl:admin", Count: 1}); err != nil {
 		t.Fatal(err)
 	}
 	verify(3, "")
@@ -190,6 +196,53 @@ func TestCopyRefusesAStoreInUse(t *testing.T) {
 			}
 			if l, _ := dst.List(ctx, keys.ListFilter{All: true}); len(l) != 1 || l[0].Name != "mine" {
 				t.Fatalf("the destination changed: %d keys", len(l))
+			}
+		})
+	}
+}
+
+// TestCopyUnderAPepper: a store made with a pepper is copied to one opened
+// with the same pepper, and its keyed audit chain verifies there, the copy
+// keeping the source's record of the pepper; a destination with another
+// pepper is refused and left empty.
+func TestCopyUnderAPepper(t *testing.T) {
+	ctx := context.Background()
+	c := &clock{t: time.Date(2026, 11, 1, 12, 0, 0, 0, time.UTC)}
+	pepper := []byte("the pepper")
+	src, tokens := filledWith(t, c, pepper)
+	dsts := map[string]func() string{"sqlite": func() string { return filepath.Join(t.TempDir(), "dst.db") }}
+	if os.Getenv(pgtest.Var) != "" {
+		dsts["postgres"] = func() string { return pgtest.NewDatabase(t) }
+	}
+	for name, addr := range dsts {
+		t.Run(name, func(t *testing.T) {
+			dst, err := store.Open(ctx, addr(), store.Options{Now: c.Now, Pepper: pepper})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer dst.Close()
+			if _, err := store.Copy(ctx, src, dst); err != nil {
+				t.Fatal(err)
+			}
+			same(t, src, dst, tokens)
+			// The copy keys what it appends with the source's key.
+			if _, err := dst.Update(ctx, "plain", keys.UpdateParams{Description: new("after the copy")}); err != nil {
+				t.Fatal(err)
+			}
+			if check, err := dst.VerifyAudit(ctx); err != nil || !check.OK {
+				t.Fatalf("the copy's chain after a change: %+v, %v", check, err)
+			}
+
+			other, err := store.Open(ctx, addr(), store.Options{Now: c.Now, Pepper: []byte("another pepper")})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer other.Close()
+			if _, err := store.Copy(ctx, src, other); !errors.Is(err, keys.ErrPepper) {
+				t.Fatalf("a copy under another pepper: %v, want ErrPepper", err)
+			}
+			if l, _ := other.List(ctx, keys.ListFilter{All: true}); len(l) != 0 {
+				t.Fatalf("a refused copy wrote %d keys", len(l))
 			}
 		})
 	}

@@ -24,6 +24,10 @@ type Options struct {
 	// UsageRetention is how long verifications stay in the usage log; the
 	// backend's default when zero.
 	UsageRetention time.Duration
+	// MustExist refuses to create a local database when there is none at
+	// the path (sqlite.ErrNoDatabase): a command that only reads never
+	// makes one.
+	MustExist bool
 	// Token authenticates to a keyctl server (remote mode).
 	Token string
 	// HTTPClient talks to a keyctl server; a default one when nil.
@@ -31,6 +35,10 @@ type Options struct {
 	// NoMigrate opens a PostgreSQL database without applying pending
 	// migrations (keyctl migrate applies them itself).
 	NoMigrate bool
+	// AllowPlainHTTP lets remote mode talk plain http:// to an address
+	// that is not loopback (refused otherwise: the token would cross the
+	// network in clear text).
+	AllowPlainHTTP bool
 }
 
 // Open opens the store at addr, choosing the backend by its form:
@@ -43,7 +51,11 @@ func Open(ctx context.Context, addr string, opts Options) (Store, error) {
 	case addr == "":
 		return nil, fmt.Errorf("no database: set --db or KEYCTL_DB")
 	case IsRemote(addr):
-		return remote.New(addr, opts.Token, opts.HTTPClient)
+		var ro []remote.Option
+		if opts.AllowPlainHTTP {
+			ro = append(ro, remote.AllowPlainHTTP)
+		}
+		return remote.New(addr, opts.Token, opts.HTTPClient, ro...)
 	case IsPostgres(addr):
 		return postgres.Open(ctx, addr, postgres.Options{Pepper: opts.Pepper, Now: opts.Now,
 			UsageRetention: opts.UsageRetention, NoMigrate: opts.NoMigrate})
@@ -77,5 +89,6 @@ func Redact(addr string) string {
 
 // OpenSQLite opens the SQLite database at path.
 func OpenSQLite(ctx context.Context, path string, opts Options) (*sqlite.SQLite, error) {
-	return sqlite.Open(ctx, path, sqlite.Options{Pepper: opts.Pepper, Now: opts.Now, UsageRetention: opts.UsageRetention})
+	return sqlite.Open(ctx, path, sqlite.Options{Pepper: opts.Pepper, Now: opts.Now, UsageRetention: opts.UsageRetention,
+		MustExist: opts.MustExist})
 }

@@ -1,7 +1,8 @@
 // Package store is the one seam between what a user asks of keyctl and where
 // keys live. Commands and the server talk only to the Store interface; Open
 // picks the backend from the form of an address: a path (the embedded SQLite
-// default) or an http(s):// URL (a keyctl server, in remote mode).
+// default), a postgres:// URL (a PostgreSQL database several servers share)
+// or an http(s):// URL (a keyctl server, in remote mode).
 //
 // What a key is, and the errors every store returns, are in store/keys; the
 // rules of a verification in store/decide; the audit chain's arithmetic in
@@ -21,6 +22,22 @@ import (
 // so is a note for the audit trail (keys.WithNote). Every method that
 // changes something does so in one transaction: it either happens whole or
 // not at all, and its audit entry with it.
+//
+// # Authorization
+//
+// In the transaction of each change the store reads the actor's authority
+// (the acting key by its id, as it is then: its scopes, and whether it is
+// still active) and decides with keys.Authorize, on the one key the change
+// resolved its ref to, as it is and as it will be, whether the change may be
+// made: keys.ErrForbidden when not. Every change, those added later
+// included, goes through that one path, so that a check of one key cannot be
+// followed by a change of another: a rename racing a rotation never hands an
+// admin a management key's new secret. SQLite: the write lock, held from the
+// first read; PostgreSQL: the target's row is locked FOR NO KEY UPDATE and
+// the acting key's FOR SHARE before either is judged.
+//
+// A ref is an id or a name; a token-shaped ref finds the key of that secret,
+// and is never shown whole in an error.
 //
 // # The contract under concurrency
 //
@@ -42,12 +59,24 @@ import (
 //   - the primary keys usage_events(key_id, n) and audit(seq);
 //   - a read transaction (a snapshot) where a read must see one state.
 //
-// A backend without a database-wide write lock (PostgreSQL) must give each
-// guarantee by a conditional write, a constraint or a row lock instead, as
-// each method's comment says.
+// A backend without a database-wide write lock must give each guarantee by
+// a conditional write, a constraint or a row lock instead. For PostgreSQL
+// (store/postgres) the mechanisms are:
+//
+//   - row locks: a change locks the key it changes FOR NO KEY UPDATE and
+//     the acting key FOR SHARE, and a verification the keys it spends,
+//     always in the order of their ids, so that no two transactions wait
+//     on each other in a cycle; a ref that names another key once the lock
+//     is held runs the change again;
+//   - the unique index keys_live_name, as on SQLite;
+//   - the audit chain's head row, locked FOR UPDATE by each change's last
+//     statement, and the primary key audit(seq);
+//   - a repeatable-read transaction (a snapshot) where a read must see one
+//     state.
 //
 // Errors are the sentinel errors of store/keys, wrapped: ErrNotFound,
-// ErrRevoked, ErrConflict, ErrInvalid, ErrClosed.
+// ErrRevoked, ErrConflict, ErrInvalid, ErrForbidden, ErrClosed,
+// ErrUnavailable.
 type Store interface {
 	// Create issues a new key and returns it with its plaintext secret,
 	// which exists nowhere else afterwards. At most one key that is not
@@ -123,28 +152,46 @@ type Store interface {
 	// current or not), without recording a use. ErrNotFound when none,
 	// ErrInvalid for a token that is not a keyctl key.
 	Find(ctx context.Context, token string) (*keys.Key, error)
+	// FindSecret is Find, with the secret's own state: the key's current
+	// secret, or an old one and when its grace ends (or ended).
+	FindSecret(ctx context.Context, token string) (*keys.Key, keys.SecretState, error)
+	// RevokeSecret kills one secret on the authority of whoever presents
+	// it, in one transaction: a key's current secret revokes the key; an
+	// old secret still in its grace stops working now (audited as
+	// end-grace), and the key's current secret stays healthy; a secret that
+	// works no more, or that no key has, changes nothing. The result says
+	// which. It goes through the one authorization path, the holder's
+	// authority reaching that secret's key and no other.
+	RevokeSecret(ctx context.Context, token, reason string) (*keys.SecretRevocation, error)
 	// Usage reports a key's recent verifications, newest written first,
 	// and counts per day.
 	Usage(ctx context.Context, ref string, q keys.UsageQuery) (*keys.UsageReport, error)
 	// Audit returns the audit entries that match f, oldest first.
 	Audit(ctx context.Context, f keys.AuditFilter) ([]*keys.AuditEntry, error)
-	// VerifyAudit walks the audit chain and reports the first bad entry.
+	// VerifyAudit walks the audit chain and reports the first bad entry;
+	// each checkpoint given must still be in the chain, unchanged.
 	//
 	// The chain is one: each change appends one entry numbered one past
 	// the last, linked to it (store/chain), in the change's transaction, so
 	// that concurrent changes from any number of handles leave a chain that
-	// verifies, with no number used twice or skipped. SQLite: the head is
-	// read and the entry written under the write lock, and the primary key
-	// audit(seq) refuses a second entry of one number. VerifyAudit reads the
-	// entries and the head in one snapshot (SQLite: a read transaction), so
-	// that a change committed meanwhile is in both or in neither.
-	VerifyAudit(ctx context.Context) (*keys.AuditCheck, error)
+	// verifies, with no number used twice or skipped. With a pepper, each
+	// link is an HMAC under a key derived from it, and each entry records
+	// its scheme. SQLite: the head is read and the entry written under the
+	// write lock, and the primary key audit(seq) refuses a second entry of
+	// one number. VerifyAudit reads the entries and the head in one
+	// snapshot (SQLite: a read transaction), so that a change committed
+	// meanwhile is in both or in neither.
+	VerifyAudit(ctx context.Context, checkpoints ...keys.Checkpoint) (*keys.AuditCheck, error)
 	Close() error
 }
 
 // The optional capabilities a backend may declare by implementing them.
-// Callers check for them in one place each (the server, for the first
-// three; keyctl copy, for Dumper and Loader).
+// Callers check for them in one place each: the server for BatchVerifier,
+// FastVerifier, Background, Pager (through PagerOf) and DenialRecorder;
+// keyctl serve for WriteChecker and Background; keyctl create and rotate
+// for DeliveringIssuer (deliver.go); keyctl migrate for Migrator; keyctl
+// copy for Dumper and Loader. Propagator states a FastVerifier's bound, for
+// the conformance suite and the README.
 
 // BatchVerifier verifies many requests in one transaction, each exactly as
 // if verified alone, so that a server pays one commit for many.
@@ -160,7 +207,8 @@ type BatchVerifier interface {
 // rate limit it leaves, as exact, to Verify or VerifyBatch. A change made
 // through the same handle is seen by the next check after it commits, a
 // reused verification included. So is a change made through any other
-// handle on SQLite (triggers raise a version that every read compares); a
+// handle on SQLite, or by another program (each reader compares PRAGMA
+// data_version, which moves with every commit of any connection); a
 // backend whose handles hear of each other's changes by notification
 // (PostgreSQL) is a Propagator, and its checks see such a change once its
 // bound has passed.
@@ -195,9 +243,50 @@ type Propagator interface {
 	PropagationBound() time.Duration
 }
 
-// DenialRecorder audits an admin call refused for lack of scope.
+// Background is implemented by a store that works behind the requests
+// (recording the uses its FastVerifier checked, pruning the usage log), so
+// that its failures are known when they happen, not only at Close.
+type Background interface {
+	// OnBackgroundError has fn called, from the background goroutine, with
+	// each failure of background work as it happens: lost is how many uses
+	// it could not record (0 for a failure that lost none).
+	OnBackgroundError(fn func(err error, lost int))
+	// UsageRecorded says how many uses the background has written, how
+	// many it could not, and the failure of its last write (nil when it
+	// succeeded): a store whose writes fail is degraded.
+	UsageRecorded() (recorded, lost int64, failing error)
+}
+
+// Pager reads keys and audit entries a page at a time, each page a bounded
+// amount of work: at most a few thousand rows are read for one page, so a
+// page may be short, even empty, and still name a next one. A cursor is
+// opaque, given by the store and handed back to it; "" starts at the
+// beginning, and an empty next means there is no more. A backend without
+// it gets one from PagerOf, which reads everything for every page.
+type Pager interface {
+	// ListPage returns up to limit keys that match f, newest first, after
+	// the key cursor names.
+	ListPage(ctx context.Context, f keys.ListFilter, cursor string, limit int) (page []*keys.Key, next string, err error)
+	// AuditPage returns up to limit entries that match f, oldest first
+	// within the page. With f.Limit zero, pages go forward from the oldest
+	// entry (or from cursor); with f.Limit N, they go backward from the
+	// newest, for the N most recent entries that match: a page holds the
+	// newest ones before cursor, and limit is how many are still wanted.
+	AuditPage(ctx context.Context, f keys.AuditFilter, cursor string, limit int) (page []*keys.AuditEntry, next string, err error)
+}
+
+// WriteChecker commits a small write, so that a database that cannot be
+// written (a read-only file, mount or standby, a full disk) is known before
+// a server takes its first request.
+type WriteChecker interface {
+	CheckWritable(ctx context.Context) error
+}
+
+// DenialRecorder audits admin calls refused for lack of authority: one
+// entry stands for d.Count refusals of the actor in ctx. The caller bounds
+// how often it records (the service: once per caller and minute).
 type DenialRecorder interface {
-	RecordDenied(ctx context.Context, attempted, ref, required string) error
+	RecordDenied(ctx context.Context, d keys.Denial) error
 }
 
 // Migrator applies a database's pending schema migrations explicitly, for

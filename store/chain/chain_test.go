@@ -17,9 +17,14 @@ func TestLink(t *testing.T) {
 		{"", `{"seq":1}`, "fcb913e02edf3c9bd0177b9e387d12f1187a86904f637d07f8fcc2c865fa943c"},
 		{"abc", `{"seq":2}`, "ec52dea306d1f71e127144e73afedfb70508f9be5f30ae7a8f5292b107df828d"},
 	} {
-		if got := Link(c.prev, []byte(c.content)); got != c.want {
+		if got := Link(SchemeSHA256, nil, c.prev, []byte(c.content)); got != c.want {
 			t.Errorf("Link(%q, %q) = %s, want %s", c.prev, c.content, got, c.want)
 		}
+	}
+	// Keyed: HMAC-SHA256 under the key, over the same bytes.
+	key := []byte(strings.Repeat("k", 32))
+	if got, want := Link(SchemeHMAC, key, "abc", []byte(`{"seq":2}`)), "028e5a0327791598d47edf1ab0999c8ee9f7fe0666f94d918a9c05e9c55a366c"; got != want {
+		t.Errorf("keyed Link = %s, want %s", got, want)
 	}
 }
 
@@ -45,6 +50,13 @@ func TestNewContent(t *testing.T) {
 // build makes a chain of n entries as a store writes them, and its head.
 func build(t *testing.T, n int) ([]Row, int64, string) {
 	t.Helper()
+	return buildKeyed(t, n, nil, 0)
+}
+
+// buildKeyed makes a chain of n entries, keyed with key from entry from on
+// (none when from is 0).
+func buildKeyed(t *testing.T, n int, key []byte, from int64) ([]Row, int64, string) {
+	t.Helper()
 	var rows []Row
 	prev := ""
 	for i := range int64(n) {
@@ -54,14 +66,22 @@ func build(t *testing.T, n int) ([]Row, int64, string) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		r := Row{Seq: c.Seq, Content: string(b), PrevHash: prev, Hash: Link(prev, b)}
+		scheme := SchemeSHA256
+		if from > 0 && c.Seq >= from {
+			scheme = SchemeHMAC
+		}
+		r := Row{Seq: c.Seq, Content: string(b), PrevHash: prev, Hash: Link(scheme, key, prev, b), Scheme: scheme}
 		rows, prev = append(rows, r), r.Hash
 	}
 	return rows, int64(n), prev
 }
 
 func walk(rows []Row, headSeq int64, headHash string) *keys.AuditCheck {
-	w := NewWalker()
+	return walkWith(WalkOptions{}, rows, headSeq, headHash)
+}
+
+func walkWith(opts WalkOptions, rows []Row, headSeq int64, headHash string) *keys.AuditCheck {
+	w := NewWalker(opts)
 	for _, r := range rows {
 		w.Next(r)
 	}
@@ -70,7 +90,7 @@ func walk(rows []Row, headSeq int64, headHash string) *keys.AuditCheck {
 
 func TestWalker(t *testing.T) {
 	rows, _, _ := build(t, 1)
-	if rows[0].PrevHash != "" || rows[0].Hash != Link("", []byte(rows[0].Content)) {
+	if rows[0].PrevHash != "" || rows[0].Hash != Link(SchemeSHA256, nil, "", []byte(rows[0].Content)) {
 		t.Fatalf("the first entry links to %q", rows[0].PrevHash)
 	}
 	cases := []struct {
@@ -86,7 +106,7 @@ func TestWalker(t *testing.T) {
 		}, 3, "entry 3 was edited"},
 		{"an entry edited and its hash recomputed", func(r []Row, _ *int64, _ *string) []Row {
 			r[2].Content = strings.Replace(r[2].Content, "alice", "mallory", 1)
-			r[2].Hash = Link(r[2].PrevHash, []byte(r[2].Content))
+			r[2].Hash = Link(SchemeSHA256, nil, r[2].PrevHash, []byte(r[2].Content))
 			return r
 		}, 4, "entry 4 does not follow entry 3"},
 		{"an entry's content replaced by garbage", func(r []Row, _ *int64, _ *string) []Row {
@@ -181,5 +201,89 @@ func TestRowEntry(t *testing.T) {
 	}
 	if _, err := (Row{Seq: 9, Content: "{"}).Entry(); err == nil || !strings.Contains(err.Error(), "audit entry 9") {
 		t.Fatalf("a corrupt row: %v", err)
+	}
+}
+
+// TestWalkerKeyed: from the entry where the chain became keyed, every entry
+// must be keyed and verify under the key; rewriting one without the key, or
+// moving where keying began, shows.
+func TestWalkerKeyed(t *testing.T) {
+	key := []byte(strings.Repeat("k", 32))
+	opts := WalkOptions{Key: key, KeyedFrom: 3}
+	cases := []struct {
+		name    string
+		opts    WalkOptions
+		tamper  func(r []Row) []Row
+		bad     int64
+		problem string
+	}{
+		{"intact", opts, func(r []Row) []Row { return r }, 0, ""},
+		{"a keyed entry rewritten and relinked with SHA-256", opts, func(r []Row) []Row {
+			r[3].Content = strings.Replace(r[3].Content, "alice", "mallory", 1)
+			r[3].Scheme, r[3].Hash = SchemeSHA256, Link(SchemeSHA256, nil, r[3].PrevHash, []byte(r[3].Content))
+			return r
+		}, 4, "entry 4 is not keyed with the pepper, as every entry from 3 is"},
+		{"a keyed entry rewritten under another key", opts, func(r []Row) []Row {
+			r[3].Content = strings.Replace(r[3].Content, "alice", "mallory", 1)
+			r[3].Hash = Link(SchemeHMAC, []byte("guess"), r[3].PrevHash, []byte(r[3].Content))
+			return r
+		}, 4, "entry 4 was edited"},
+		{"an unknown scheme", opts, func(r []Row) []Row { r[1].Scheme = "md5"; return r }, 2, "unknown link scheme"},
+		{"keying moved later", WalkOptions{Key: key, KeyedFrom: 4}, func(r []Row) []Row { return r }, 3,
+			"entry 3 is keyed, but the database's record says keying began at entry 4"},
+		{"a keyed chain without the key", WalkOptions{}, func(r []Row) []Row { return r }, 3,
+			"entry 3 is keyed with a pepper, and none is configured"},
+		{"the record of where keying began is not to be trusted", WalkOptions{Key: key, KeyedFromProblem: "the record was changed"},
+			func(r []Row) []Row { return r }, 1, "the record was changed"},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			rows, seq, head := buildKeyed(t, 5, key, 3)
+			rows = c.tamper(rows)
+			got := walkWith(c.opts, rows, seq, head)
+			if c.problem == "" {
+				if !got.OK || got.HeadSeq != 5 || got.Head != head {
+					t.Fatalf("an intact keyed chain: %+v", got)
+				}
+				return
+			}
+			if got.OK || got.BadSeq != c.bad || !strings.Contains(got.Problem, c.problem) {
+				t.Fatalf("got %+v, want bad_seq %d with %q", got, c.bad, c.problem)
+			}
+		})
+	}
+}
+
+// TestWalkerCheckpoints: a head kept elsewhere must still be in the chain,
+// unchanged, even when the whole chain was recomputed (as anyone who can
+// write an unkeyed chain can), or cut after it.
+func TestWalkerCheckpoints(t *testing.T) {
+	rows, seq, head := build(t, 5)
+	cp := keys.Checkpoint{Seq: 3, Hash: rows[2].Hash}
+	if got := walkWith(WalkOptions{Checkpoints: []keys.Checkpoint{cp}}, rows, seq, head); !got.OK {
+		t.Fatalf("a chain that holds its checkpoint: %+v", got)
+	}
+	// Entry 2 rewritten and every link after it recomputed: the chain
+	// verifies by itself, and not against the checkpoint.
+	forged := append([]Row(nil), rows...)
+	forged[1].Content = strings.Replace(forged[1].Content, "alice", "mallory", 1)
+	prev := forged[0].Hash
+	for i := 1; i < len(forged); i++ {
+		forged[i].PrevHash = prev
+		forged[i].Hash = Link(SchemeSHA256, nil, prev, []byte(forged[i].Content))
+		prev = forged[i].Hash
+	}
+	if got := walk(forged, seq, prev); !got.OK {
+		t.Fatalf("the recomputed chain should verify by itself: %+v", got)
+	}
+	got := walkWith(WalkOptions{Checkpoints: []keys.Checkpoint{cp}}, forged, seq, prev)
+	if got.OK || got.BadSeq != 3 || !strings.Contains(got.Problem, "the history up to it was rewritten") {
+		t.Fatalf("a rewritten history against a checkpoint: %+v", got)
+	}
+	// Cut after entry 2 (the head moved back with it): the checkpoint's
+	// entry is gone.
+	got = walkWith(WalkOptions{Checkpoints: []keys.Checkpoint{cp}}, rows[:2], 2, rows[1].Hash)
+	if got.OK || !strings.Contains(got.Problem, "before the checkpoint's entry 3") {
+		t.Fatalf("a truncated chain against a checkpoint: %+v", got)
 	}
 }

@@ -13,13 +13,25 @@ import (
 )
 
 // Item is one record of a dump: exactly one of its fields is set. A dump
-// gives every Key first, then every Use (oldest first), then the audit
-// Entries in sequence order, then the Head.
+// gives its Meta first, then every Key, then every Use (oldest first), then
+// the audit Entries in sequence order (each with its link scheme), then the
+// Head.
 type Item struct {
+	Meta  *Meta
 	Key   *Key
 	Use   *Use
 	Entry *chain.Row
 	Head  *Head
+}
+
+// Meta is what a database records of itself that its copy must keep, as
+// store/pepper writes them: the record of the pepper it was made with, and
+// of where its audit chain became keyed with it. The copy checks its own
+// pepper against the first, and verifies the keyed entries with the key
+// derived under the record's salt. Empty when the source has none.
+type Meta struct {
+	Pepper    string
+	KeyedFrom string
 }
 
 // Key is a key as stored: Key.Stored is its stored status, and its usage

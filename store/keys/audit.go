@@ -4,7 +4,10 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"slices"
+	"strconv"
+	"strings"
 	"time"
 )
 
@@ -16,11 +19,13 @@ const (
 	ActionDisable = "disable"
 	ActionEnable  = "enable"
 	ActionRevoke  = "revoke"
-	ActionDenied  = "denied" // an admin call refused for lack of scope
+	ActionDenied  = "denied" // admin calls refused for lack of scope
 	// ActionUndoRotate: a rotation undone because its secret could not be
 	// delivered; the previous secrets work as they did before it.
 	ActionUndoRotate = "undo-rotate"
-	// ActionEndGrace: the old secrets still in a rotation's grace stopped.
+	// ActionEndGrace: old secrets still in a rotation's grace stopped now,
+	// the key's current secret staying healthy: all of them (keyctl rotate
+	// --end-grace), or one whose holder revoked it.
 	ActionEndGrace = "end-grace"
 )
 
@@ -76,7 +81,41 @@ type AuditCheck struct {
 	Entries int64  `json:"entries"`
 	BadSeq  int64  `json:"bad_seq,omitempty"` // the first entry that does not hold
 	Problem string `json:"problem,omitempty"`
-	Head    string `json:"head,omitempty"` // the last entry's hash
+	Head    string `json:"head,omitempty"`     // the last entry's hash
+	HeadSeq int64  `json:"head_seq,omitempty"` // the last entry's sequence number
+}
+
+// Checkpoint is a head of the audit chain kept elsewhere (a CI artifact, a
+// ticket, a log line), written SEQ:DIGEST: proof that the chain still holds
+// that entry unchanged shows that nothing up to it was rewritten, and
+// nothing after it truncated, even by someone able to write the database
+// and recompute every unkeyed link.
+type Checkpoint struct {
+	Seq  int64
+	Hash string
+}
+
+func (c Checkpoint) String() string { return strconv.FormatInt(c.Seq, 10) + ":" + c.Hash }
+
+// ParseCheckpoint reads SEQ:DIGEST, as keyctl audit head prints it.
+func ParseCheckpoint(s string) (Checkpoint, error) {
+	seq, hash, ok := strings.Cut(strings.TrimSpace(s), ":")
+	n, err := strconv.ParseInt(seq, 10, 64)
+	if !ok || err != nil || n < 1 || len(hash) != 64 || strings.Trim(hash, "0123456789abcdef") != "" {
+		return Checkpoint{}, fmt.Errorf("%q is not an audit head (SEQ:DIGEST, as keyctl audit head prints it)", s)
+	}
+	return Checkpoint{Seq: n, Hash: hash}, nil
+}
+
+// Denial is what the audit trail records of refused admin calls: the route
+// attempted, the scope it needed, the key it named (a caller's text: it is
+// bounded and escaped before it is stored), and how many refusals of one
+// caller the entry stands for.
+type Denial struct {
+	Route    string
+	Required string
+	Ref      string
+	Count    int64
 }
 
 type noteKey struct{}

@@ -23,4 +23,10 @@ var (
 	// ErrUnavailable: the database cannot be reached, or cannot be
 	// trusted to be current; nothing was decided. It passes: retry.
 	ErrUnavailable = errors.New("the database is unavailable")
+	// ErrForbidden: the actor may not make this change (Authorize).
+	ErrForbidden = errors.New("forbidden")
+	// ErrPepper: the configured pepper is not the one the database was
+	// made with (or there is one, and the database has none, or the other
+	// way round): every key would be NOT_FOUND.
+	ErrPepper = errors.New("wrong pepper")
 )

@@ -29,7 +29,7 @@ func ParseEnv(s string) (Env, error) {
 	case "development", "dev":
 		return Development, nil
 	}
-	return "", fmt.Errorf("%q is not an environment (production, staging, development; or prod, stage, dev)", s)
+	return "", fmt.Errorf("%q is not an environment (production, staging, development; or prod, stage, dev)", Redact(s))
 }
 
 // Tag is the token tag of keys in env: live for production, test otherwise.
@@ -117,13 +117,16 @@ var rateUnits = map[string]string{
 	"d": "day", "day": "day",
 }
 
+// MaxRateCount bounds a rate limit's N: at most one call a nanosecond.
+const MaxRateCount = 1_000_000_000
+
 // ParseRateLimit parses "100/s", "100/m", "100/h" or "100/d".
 func ParseRateLimit(s string) (*RateLimit, error) {
 	n, unit, ok := strings.Cut(strings.TrimSpace(s), "/")
 	count, err := strconv.ParseInt(n, 10, 64)
 	u, known := rateUnits[strings.ToLower(unit)]
-	if !ok || err != nil || count < 1 || !known {
-		return nil, fmt.Errorf("%q is not a rate limit (N/s, N/m, N/h or N/d, N at least 1)", s)
+	if !ok || err != nil || count < 1 || count > MaxRateCount || !known {
+		return nil, fmt.Errorf("%q is not a rate limit (N/s, N/m, N/h or N/d, N from 1 to %d)", s, MaxRateCount)
 	}
 	return &RateLimit{Count: count, Unit: u}, nil
 }
@@ -150,13 +153,13 @@ func ParseAllowedIP(s string) (string, error) {
 	if strings.Contains(s, "/") {
 		p, err := netip.ParsePrefix(s)
 		if err != nil {
-			return "", fmt.Errorf("%q is not an IP address or CIDR", s)
+			return "", fmt.Errorf("%q is not an IP address or CIDR", Redact(s))
 		}
 		return p.Masked().String(), nil
 	}
 	a, err := netip.ParseAddr(s)
 	if err != nil || a.Zone() != "" {
-		return "", fmt.Errorf("%q is not an IP address or CIDR", s)
+		return "", fmt.Errorf("%q is not an IP address or CIDR", Redact(s))
 	}
 	return a.Unmap().String(), nil
 }
@@ -164,14 +167,14 @@ func ParseAllowedIP(s string) (string, error) {
 // ValidateName checks a key name: 1 to 64 letters, digits, '.', '-' or '_',
 // starting with a letter or digit.
 func ValidateName(s string) error {
-	if len(s) == 0 || len(s) > 64 {
-		return fmt.Errorf("name %q must be 1 to 64 characters", s)
+	if len(s) == 0 || len(s) > MaxNameLen {
+		return fmt.Errorf("name %q must be 1 to %d characters", Redact(s), MaxNameLen)
 	}
 	for i := 0; i < len(s); i++ {
 		c := s[i]
 		alnum := 'a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9'
 		if !alnum && (i == 0 || c != '.' && c != '-' && c != '_') {
-			return fmt.Errorf("name %q must start with a letter or digit and hold only letters, digits, '.', '-' and '_'", s)
+			return fmt.Errorf("name %q must start with a letter or digit and hold only letters, digits, '.', '-' and '_'", Redact(s))
 		}
 	}
 	return nil
@@ -181,13 +184,13 @@ func ValidateName(s string) error {
 // starting with a letter or digit.
 func ValidateScope(s string) error {
 	if len(s) == 0 || len(s) > 64 {
-		return fmt.Errorf("scope %q must be 1 to 64 characters", s)
+		return fmt.Errorf("scope %q must be 1 to 64 characters", Redact(s))
 	}
 	for i := 0; i < len(s); i++ {
 		c := s[i]
 		alnum := 'a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9'
 		if !alnum && (i == 0 || !strings.ContainsRune(":._-/*", rune(c))) {
-			return fmt.Errorf("scope %q must start with a letter or digit and hold only letters, digits and ':._-/*'", s)
+			return fmt.Errorf("scope %q must start with a letter or digit and hold only letters, digits and ':._-/*'", Redact(s))
 		}
 	}
 	return nil

@@ -31,48 +31,69 @@ func (p *Postgres) appendAudit(ctx context.Context, tx pgx.Tx, action string, k 
 	if err != nil {
 		return err
 	}
-	c := chain.NewContent(seq, p.now(), keys.ActorFrom(ctx), action, k, changes, keys.NoteFrom(ctx))
+	actor := keys.ActorFrom(ctx)
+	actor.Name, actor.Address = keys.Escape(actor.Name, 128), keys.Escape(actor.Address, 64)
+	note := keys.Escape(keys.NoteFrom(ctx), keys.MaxNote)
+	c := chain.NewContent(seq, p.now(), actor, action, k, changes, note)
 	content, err := json.Marshal(c)
 	if err != nil {
 		return err
 	}
-	hash := chain.Link(prev, content)
-	if _, err := tx.Exec(ctx, `INSERT INTO audit (seq, content, prev_hash, hash) VALUES ($1, $2, $3, $4)`,
-		c.Seq, string(content), prev, hash); err != nil {
+	// The head is held: a replica that records the pepper meanwhile keys
+	// the chain from the entry after this one.
+	if err := p.refreshPepper(ctx, tx); err != nil {
+		return err
+	}
+	key := p.chainKey()
+	scheme := chain.SchemeSHA256
+	if key != nil {
+		scheme = chain.SchemeHMAC
+	}
+	hash := chain.Link(scheme, key, prev, content)
+	if _, err := tx.Exec(ctx, `INSERT INTO audit (seq, content, prev_hash, hash, scheme) VALUES ($1, $2, $3, $4, $5)`,
+		c.Seq, string(content), prev, hash, scheme); err != nil {
 		return err
 	}
 	_, err = tx.Exec(ctx, `UPDATE audit_head SET seq = $1, hash = $2 WHERE id = 1`, c.Seq, hash)
 	return err
 }
 
-// RecordDenied audits an admin call refused for lack of scope.
-func (p *Postgres) RecordDenied(ctx context.Context, attempted, ref, required string) error {
+// RecordDenied audits admin calls refused for lack of authority. The key
+// the call named is recorded when it is one; else the caller's text, bounded
+// and escaped, and never a secret.
+func (p *Postgres) RecordDenied(ctx context.Context, d keys.Denial) error {
 	return p.tx(ctx, func(tx pgx.Tx) error {
-		k, err := p.resolve(ctx, tx, ref, false)
-		if err != nil && !errors.Is(err, keys.ErrNotFound) {
-			return err
+		changes := map[string]keys.Change{
+			"attempted":      {To: keys.Escape(d.Route, 64)},
+			"required_scope": {To: keys.Escape(d.Required, 64)},
+			"count":          {To: max(d.Count, 1)},
 		}
-		if k == nil && ref != "" {
-			k = &keys.Key{ID: "", Name: ref}
+		var k *keys.Key
+		if d.Ref != "" && !keys.LooksLikeToken(d.Ref) {
+			var err error
+			k, err = p.resolve(ctx, tx, d.Ref, "")
+			if err != nil && !errors.Is(err, keys.ErrNotFound) {
+				return err
+			}
 		}
-		return p.appendAudit(ctx, tx, keys.ActionDenied, k, map[string]keys.Change{
-			"attempted":      {To: attempted},
-			"required_scope": {To: required},
-		})
+		if k == nil && d.Ref != "" {
+			changes["ref"] = keys.Change{To: keys.Escape(d.Ref, 64)}
+		}
+		return p.appendAudit(ctx, tx, keys.ActionDenied, k, changes)
 	})
 }
 
 // auditRows calls fn with each entry in sequence order, from q: the pool,
 // or a transaction that reads a consistent snapshot.
 func auditRows(ctx context.Context, q querier, fn func(chain.Row) error) error {
-	rows, err := q.Query(ctx, `SELECT seq, content, prev_hash, hash FROM audit ORDER BY seq`)
+	rows, err := q.Query(ctx, `SELECT seq, content, prev_hash, hash, scheme FROM audit ORDER BY seq`)
 	if err != nil {
 		return err
 	}
 	defer rows.Close()
 	for rows.Next() {
 		var r chain.Row
-		if err := rows.Scan(&r.Seq, &r.Content, &r.PrevHash, &r.Hash); err != nil {
+		if err := rows.Scan(&r.Seq, &r.Content, &r.PrevHash, &r.Hash, &r.Scheme); err != nil {
 			return err
 		}
 		if err := fn(r); err != nil {
@@ -102,13 +123,19 @@ func (p *Postgres) Audit(ctx context.Context, f keys.AuditFilter) ([]*keys.Audit
 }
 
 // VerifyAudit walks the chain from the first entry and reports the first one
-// that was edited, deleted or moved behind keyctl's back. The entries and
-// the head are read in one snapshot, so a change committed meanwhile on
-// another replica is either wholly in the walk or wholly out of it.
-func (p *Postgres) VerifyAudit(ctx context.Context) (*keys.AuditCheck, error) {
+// that was edited, deleted or moved behind keyctl's back: each entry's link
+// by its own scheme, every entry from the one the pepper was first recorded
+// at keyed with it, and each checkpoint still in the chain, unchanged. The
+// entries and the head are read in one snapshot, so a change committed
+// meanwhile on another replica is either wholly in the walk or wholly out
+// of it.
+func (p *Postgres) VerifyAudit(ctx context.Context, checkpoints ...keys.Checkpoint) (*keys.AuditCheck, error) {
 	var check *keys.AuditCheck
 	err := pgx.BeginTxFunc(ctx, p.pool, pgx.TxOptions{IsoLevel: pgx.RepeatableRead, AccessMode: pgx.ReadOnly}, func(tx pgx.Tx) error {
-		w := chain.NewWalker()
+		if err := p.refreshPepper(ctx, tx); err != nil {
+			return err
+		}
+		w := chain.NewWalker(p.chainOptions(checkpoints))
 		if err := auditRows(ctx, tx, func(r chain.Row) error { w.Next(r); return nil }); err != nil {
 			return err
 		}

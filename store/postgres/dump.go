@@ -13,6 +13,7 @@ import (
 	"github.com/keyctl/keyctl/store/chain"
 	"github.com/keyctl/keyctl/store/dump"
 	"github.com/keyctl/keyctl/store/keys"
+	"github.com/keyctl/keyctl/store/pepper"
 )
 
 // Dump reads the whole store from one snapshot (a repeatable-read,
@@ -27,6 +28,17 @@ func (p *Postgres) Dump(ctx context.Context) iter.Seq2[dump.Item, error] {
 					return stop
 				}
 				return nil
+			}
+			var m dump.Meta
+			var err error
+			if m.Pepper, err = meta(ctx, tx, metaPepper); err != nil {
+				return err
+			}
+			if m.KeyedFrom, err = meta(ctx, tx, metaKeyedFrom); err != nil {
+				return err
+			}
+			if err := emit(dump.Item{Meta: &m}); err != nil {
+				return err
 			}
 			if err := p.dumpKeys(ctx, tx, emit); err != nil {
 				return err
@@ -111,10 +123,15 @@ const loadBatch = 1000
 // Load fills an empty database with a dump, in one transaction, with COPY.
 // The tables are locked against writers for its length: a replica's change
 // waits rather than mixing with the load.
+//
+// The copy keeps the source's record of its pepper, once the configured
+// pepper is found to be the same, so that its keyed audit entries verify
+// under the key derived with the source's salt; a source without that record
+// leaves the destination's own, keyed from the entry after those copied.
 func (p *Postgres) Load(ctx context.Context, items iter.Seq2[dump.Item, error]) error {
 	defer p.changed("*")
-	return classify(pgx.BeginFunc(ctx, p.pool, func(tx pgx.Tx) error {
-		if _, err := tx.Exec(ctx, `LOCK TABLE keys, secrets, key_usage, usage_events, audit, audit_head IN EXCLUSIVE MODE`); err != nil {
+	err := classify(pgx.BeginFunc(ctx, p.pool, func(tx pgx.Tx) error {
+		if _, err := tx.Exec(ctx, `LOCK TABLE keys, secrets, key_usage, usage_events, audit, audit_head, meta IN EXCLUSIVE MODE`); err != nil {
 			return err
 		}
 		var used bool
@@ -126,16 +143,62 @@ func (p *Postgres) Load(ctx context.Context, items iter.Seq2[dump.Item, error]) 
 			return fmt.Errorf("%w: the destination database already holds keys or audit entries", keys.ErrConflict)
 		}
 		l := &loader{ctx: ctx, tx: tx}
+		adopted := false
 		for it, err := range items {
 			if err != nil {
 				return err
+			}
+			if it.Meta != nil {
+				if adopted, err = p.adoptMeta(ctx, tx, it.Meta); err != nil {
+					return err
+				}
+				continue
+			}
+			if it.Head != nil {
+				l.head = it.Head.Seq
 			}
 			if err := l.add(it); err != nil {
 				return err
 			}
 		}
-		return l.flush()
+		if err := l.flush(); err != nil {
+			return err
+		}
+		if key := p.chainKey(); !adopted && key != nil {
+			_, err := tx.Exec(ctx, `INSERT INTO meta (name, value) VALUES ($1, $2)
+				ON CONFLICT (name) DO UPDATE SET value = excluded.value`, metaKeyedFrom, pepper.KeyedFrom(key, l.head+1))
+			return err
+		}
+		return nil
 	}))
+	if err != nil {
+		return err
+	}
+	return p.checkPepper(ctx)
+}
+
+// adoptMeta keeps a source's record of its pepper, when it has one and the
+// configured pepper is the same, and reports whether it did.
+func (p *Postgres) adoptMeta(ctx context.Context, tx pgx.Tx, m *dump.Meta) (bool, error) {
+	if m.Pepper == "" {
+		return false, nil
+	}
+	if _, err := pepper.Check(m.Pepper, p.pepper, "the source database"); err != nil {
+		return false, err
+	}
+	for name, v := range map[string]string{metaPepper: m.Pepper, metaKeyedFrom: m.KeyedFrom} {
+		var err error
+		if v == "" {
+			_, err = tx.Exec(ctx, `DELETE FROM meta WHERE name = $1`, name)
+		} else {
+			_, err = tx.Exec(ctx, `INSERT INTO meta (name, value) VALUES ($1, $2)
+				ON CONFLICT (name) DO UPDATE SET value = excluded.value`, name, v)
+		}
+		if err != nil {
+			return false, err
+		}
+	}
+	return true, nil
 }
 
 // loader buffers a dump's records by table and copies each buffer in when
@@ -145,6 +208,7 @@ type loader struct {
 	tx                           pgx.Tx
 	keys, secrets, usage, events [][]any
 	entries                      [][]any
+	head                         int64 // the audit chain's head, once given
 }
 
 func (l *loader) add(it dump.Item) error {
@@ -166,7 +230,11 @@ func (l *loader) add(it dump.Item) error {
 			}
 		}
 		r := it.Entry
-		l.entries = append(l.entries, []any{r.Seq, r.Content, r.PrevHash, r.Hash})
+		scheme := r.Scheme
+		if scheme == "" {
+			scheme = chain.SchemeSHA256
+		}
+		l.entries = append(l.entries, []any{r.Seq, r.Content, r.PrevHash, r.Hash, scheme})
 	case it.Head != nil:
 		if err := l.flush(); err != nil {
 			return err
@@ -215,7 +283,7 @@ var loadTables = []struct {
 	{"secrets", []string{"digest", "key_id", "start", "created_at", "ends_at"}, func(l *loader) *[][]any { return &l.secrets }},
 	{"key_usage", []string{"key_id", "count", "last_used_at", "last_used_ip"}, func(l *loader) *[][]any { return &l.usage }},
 	{"usage_events", []string{"key_id", "at", "code", "ip"}, func(l *loader) *[][]any { return &l.events }},
-	{"audit", []string{"seq", "content", "prev_hash", "hash"}, func(l *loader) *[][]any { return &l.entries }},
+	{"audit", []string{"seq", "content", "prev_hash", "hash", "scheme"}, func(l *loader) *[][]any { return &l.entries }},
 }
 
 // flush copies every buffer in, keys before the rows that refer to them.

@@ -197,12 +197,12 @@ func (v *verifier) decide(k *keys.Key, ends *time.Time, tat int64, req keys.Veri
 
 // record writes queued uses as soon as one is waiting, together with
 // whatever queues meanwhile (up to flushEvery later). Uses that could not be
-// written are kept, up to maxPending, and written with the next ones.
+// written are kept, up to maxPending, and written with the next ones; those
+// still unwritten at Close are lost, and counted (store.Background).
 func (v *verifier) record() {
 	var (
 		pending []use
 		flushes []chan error
-		lost    int
 		lastErr error
 	)
 	lastPrune := time.Now()
@@ -230,39 +230,45 @@ func (v *verifier) record() {
 			}
 		}
 		deadline.Stop()
-		pending, lost, lastErr = v.write(pending, lost)
+		pending, lastErr = v.write(pending)
 		for _, f := range flushes {
 			f <- lastErr
 		}
 		if time.Since(lastPrune) > pruneEvery {
-			v.p.PruneUsage(context.Background())
+			if err := v.p.PruneUsage(context.Background()); err != nil {
+				v.p.bg.Failed(fmt.Errorf("pruning the usage log: %w", err))
+			}
 			lastPrune = time.Now()
 		}
 	}
-	pending, lost, lastErr = v.write(pending, lost)
-	if len(pending) > 0 || lost > 0 {
-		lastErr = errors.Join(lastErr, errors.New("uses of keys were not recorded"))
+	if pending, _ = v.write(pending); len(pending) > 0 {
+		v.p.bg.Lost(len(pending))
 	}
-	v.done <- lastErr
+	v.done <- v.p.bg.Summary()
 }
 
-// write records pending in chunks; what fails stays pending, and what is
-// past maxPending is dropped and counted in lost.
-func (v *verifier) write(pending []use, lost int) ([]use, int, error) {
+// write records pending in chunks; what fails stays pending, to be written
+// with the next uses, and what is past maxPending is dropped. Each failure
+// is reported when it happens (store.Background), with the uses dropped.
+func (v *verifier) write(pending []use) ([]use, error) {
 	for len(pending) > 0 {
 		n := min(len(pending), flushBatch)
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		err := v.p.recordUses(ctx, pending[:n])
 		cancel()
 		if err != nil {
+			dropped := 0
 			if over := len(pending) - maxPending; over > 0 {
-				pending, lost = pending[over:], lost+over
+				pending, dropped = pending[over:], over
 			}
-			return pending, lost, err
+			err = fmt.Errorf("recording %d uses (%d kept to retry): %w", n, len(pending), err)
+			v.p.bg.WriteFailed(err, dropped)
+			return pending, err
 		}
+		v.p.bg.Recorded(n)
 		pending = pending[n:]
 	}
-	return pending[:0], lost, nil
+	return pending[:0], nil
 }
 
 func (v *verifier) flush(ctx context.Context) error {

@@ -8,6 +8,7 @@ package postgres
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net/url"
 	"strings"
@@ -17,6 +18,7 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 
+	"github.com/keyctl/keyctl/store/background"
 	"github.com/keyctl/keyctl/store/keys"
 )
 
@@ -58,6 +60,9 @@ type Postgres struct {
 	staleAfter time.Duration
 	addr       string // redacted, for messages
 
+	pep pepperState
+	bg  background.Tracker // the account of the uses the fast path records
+
 	fastMu sync.Mutex
 	fast   *verifier // the fast path, once a check has started it
 	closed bool
@@ -95,14 +100,26 @@ func Open(ctx context.Context, addr string, opts Options) (*Postgres, error) {
 	if p.staleAfter <= 0 {
 		p.staleAfter = DefaultStaleAfter
 	}
+	version := SchemaVersion
 	if opts.NoMigrate {
-		_, err = p.SchemaVersion(ctx)
+		version, err = p.SchemaVersion(ctx)
 	} else {
 		_, _, err = p.Migrate(ctx)
 	}
 	if err != nil {
 		pool.Close()
 		return nil, fmt.Errorf("preparing database %s: %w", p.addr, classify(err))
+	}
+	// A schema left to keyctl migrate has no record of the pepper yet: the
+	// next open checks it.
+	if version == SchemaVersion {
+		if err := p.checkPepper(ctx); err != nil {
+			pool.Close()
+			if !errors.Is(err, keys.ErrPepper) {
+				err = fmt.Errorf("preparing database %s: %w", p.addr, classify(err))
+			}
+			return nil, err
+		}
 	}
 	return p, nil
 }
@@ -118,9 +135,20 @@ func (p *Postgres) Close() error {
 	if fast != nil {
 		err = fast.close()
 	}
+	if p.pep.found.Load() {
+		err = errors.Join(err, p.recordPepper(context.Background()))
+	}
 	p.pool.Close()
 	return err
 }
+
+// OnBackgroundError has fn called, from the background goroutine, with each
+// failure of background work as it happens (store.Background).
+func (p *Postgres) OnBackgroundError(fn func(err error, lost int)) { p.bg.OnBackgroundError(fn) }
+
+// UsageRecorded says how many uses the background has written, how many it
+// could not, and the failure of its last write (store.Background).
+func (p *Postgres) UsageRecorded() (recorded, lost int64, failing error) { return p.bg.UsageRecorded() }
 
 // Redact hides the passwords of a database address, for messages: the
 // URL's own and any password or sslpassword parameter. A key=value string

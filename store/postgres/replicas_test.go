@@ -122,7 +122,7 @@ func TestAuditChainHasOneLineAcrossReplicas(t *testing.T) {
 					t.Error(err)
 				}
 			}
-			s.RecordDenied(ctx, "revoke", k.ID, "keyctl:admin")
+			s.RecordDenied(ctx, keys.Denial{Route: "revoke", Ref: k.ID, Required: "keyctl:admin", Count: 1})
 		}()
 	}
 	wg.Wait()

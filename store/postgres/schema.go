@@ -155,6 +155,17 @@ var migrations = []string{
 		prev_ends       jsonb NOT NULL -- [{"digest": hex, "ends_at": time or null}]
 	);
 	CREATE INDEX rotations_key ON rotations (key_id);`,
+
+	// Facts about the database itself, kept beside the keys: the pepper's
+	// fingerprint, where the audit chain became keyed, when a server last
+	// proved it could write. And each audit entry's link scheme: SHA-256
+	// for the entries before, HMAC-SHA256 under the pepper after. Pages of
+	// keys follow keys_created, which the first migration made.
+	`CREATE TABLE meta (
+		name  text PRIMARY KEY,
+		value text NOT NULL
+	);
+	ALTER TABLE audit ADD COLUMN scheme text NOT NULL DEFAULT 'sha256';`,
 }
 
 // SchemaVersion is the schema version this build writes.

@@ -66,95 +66,95 @@ func (p *Postgres) UndoRotate(ctx context.Context, ref, secret string) (*keys.Ke
 		return nil, fmt.Errorf("%w: the secret is not a keyctl key", keys.ErrInvalid)
 	}
 	digest := apikey.Digest(secret, p.pepper)
-	return p.change(ctx, ref, keys.ActionUndoRotate, nil, func(tx pgx.Tx, k *keys.Key, now time.Time) error {
-		var (
-			stored, ends []byte
-			at           time.Time
-			prevStart    string
-			prevRotated  *time.Time
-		)
-		err := tx.QueryRow(ctx, `SELECT r.digest, r.at, r.prev_start, r.prev_rotated_at, r.prev_ends
-			FROM rotations r JOIN secrets sc ON sc.digest = r.digest
-			WHERE r.digest = $1 AND r.key_id = $2 AND sc.ends_at IS NULL`, digest, k.ID).
-			Scan(&stored, &at, &prevStart, &prevRotated, &ends)
-		if errors.Is(err, pgx.ErrNoRows) || err == nil && !apikey.Equal(stored, digest) {
-			return fmt.Errorf("key %q (%s): this secret is not the current secret of a rotation that can be undone: %w",
-				k.Name, k.ID, keys.ErrConflict)
-		}
+	m, err := p.mutate(ctx, mutation{
+		ref:  ref,
+		plan: fixed(keys.ActionUndoRotate, nil),
+		write: func(tx pgx.Tx, c change) (string, error) {
+			return c.before.ID, undoRotation(ctx, tx, c.before, digest, c.now)
+		},
+	})
+	return m.key, err
+}
+
+// undoRotation restores what the rotation of k to the secret digest
+// changed, if it can still be undone.
+func undoRotation(ctx context.Context, tx pgx.Tx, k *keys.Key, digest []byte, now time.Time) error {
+	var (
+		stored, ends []byte
+		at           time.Time
+		prevStart    string
+		prevRotated  *time.Time
+	)
+	err := tx.QueryRow(ctx, `SELECT r.digest, r.at, r.prev_start, r.prev_rotated_at, r.prev_ends
+		FROM rotations r JOIN secrets sc ON sc.digest = r.digest
+		WHERE r.digest = $1 AND r.key_id = $2 AND sc.ends_at IS NULL`, digest, k.ID).
+		Scan(&stored, &at, &prevStart, &prevRotated, &ends)
+	if errors.Is(err, pgx.ErrNoRows) || err == nil && !apikey.Equal(stored, digest) {
+		return fmt.Errorf("key %q (%s): this secret is not the current secret of a rotation that can be undone: %w",
+			k.Name, k.ID, keys.ErrConflict)
+	}
+	if err != nil {
+		return err
+	}
+	if now.Sub(at) > UndoWindow {
+		return fmt.Errorf("key %q (%s): the rotation was more than %s ago and can no longer be undone: %w",
+			k.Name, k.ID, keys.FormatDuration(UndoWindow), keys.ErrConflict)
+	}
+	var prev []prevEnd
+	if err := json.Unmarshal(ends, &prev); err != nil {
+		return fmt.Errorf("rotation of key %s: corrupt record: %w", k.ID, err)
+	}
+	for _, pe := range prev {
+		d, err := hex.DecodeString(pe.Digest)
 		if err != nil {
-			return err
-		}
-		if now.Sub(at) > UndoWindow {
-			return fmt.Errorf("key %q (%s): the rotation was more than %s ago and can no longer be undone: %w",
-				k.Name, k.ID, keys.FormatDuration(UndoWindow), keys.ErrConflict)
-		}
-		var prev []prevEnd
-		if err := json.Unmarshal(ends, &prev); err != nil {
 			return fmt.Errorf("rotation of key %s: corrupt record: %w", k.ID, err)
 		}
-		for _, pe := range prev {
-			d, err := hex.DecodeString(pe.Digest)
-			if err != nil {
-				return fmt.Errorf("rotation of key %s: corrupt record: %w", k.ID, err)
-			}
-			if _, err := tx.Exec(ctx, `UPDATE secrets SET ends_at = $1 WHERE digest = $2 AND key_id = $3`,
-				pe.EndsAt, d, k.ID); err != nil {
-				return err
-			}
-		}
-		if _, err := tx.Exec(ctx, `DELETE FROM rotations WHERE digest = $1`, digest); err != nil {
+		if _, err := tx.Exec(ctx, `UPDATE secrets SET ends_at = $1 WHERE digest = $2 AND key_id = $3`,
+			pe.EndsAt, d, k.ID); err != nil {
 			return err
 		}
-		if _, err := tx.Exec(ctx, `DELETE FROM secrets WHERE digest = $1`, digest); err != nil {
-			return err
-		}
-		_, err = tx.Exec(ctx, `UPDATE keys SET start = $1, rotated_at = $2, updated_at = $3 WHERE id = $4`,
-			prevStart, prevRotated, now, k.ID)
+	}
+	if _, err := tx.Exec(ctx, `DELETE FROM rotations WHERE digest = $1`, digest); err != nil {
 		return err
-	})
+	}
+	if _, err := tx.Exec(ctx, `DELETE FROM secrets WHERE digest = $1`, digest); err != nil {
+		return err
+	}
+	_, err = tx.Exec(ctx, `UPDATE keys SET start = $1, rotated_at = $2, updated_at = $3 WHERE id = $4`,
+		prevStart, prevRotated, now, k.ID)
+	return err
 }
 
 // EndGrace ends now every old secret of the key ref names that is still in
 // a rotation's grace, and returns the key and how many secrets it ended.
 // The current secret stays. A revoked key has none to end (ErrRevoked).
 func (p *Postgres) EndGrace(ctx context.Context, ref string) (*keys.Key, int, error) {
-	var out *keys.Key
 	var ended int64
-	err := p.tx(ctx, func(tx pgx.Tx) error {
-		k, err := p.resolve(ctx, tx, ref, true)
-		if err != nil {
-			return err
-		}
-		if k.Status == keys.Revoked {
-			return fmt.Errorf("key %q (%s) %w", k.Name, k.ID, keys.ErrRevoked)
-		}
-		now := p.stamp()
-		tag, err := tx.Exec(ctx, `UPDATE secrets SET ends_at = $1 WHERE key_id = $2 AND ends_at > $1`, now, k.ID)
-		if err != nil {
-			return err
-		}
-		out, ended = k, tag.RowsAffected()
-		if ended == 0 {
-			return nil // nothing changed, nothing to audit
-		}
-		// An undone rotation would bring the ended secrets back.
-		if _, err := tx.Exec(ctx, `DELETE FROM rotations WHERE key_id = $1`, k.ID); err != nil {
-			return err
-		}
-		if _, err := tx.Exec(ctx, `UPDATE keys SET updated_at = $1 WHERE id = $2`, now, k.ID); err != nil {
-			return err
-		}
-		if out, err = p.resolve(ctx, tx, k.ID, false); err != nil {
-			return err
-		}
-		return p.appendAudit(ctx, tx, keys.ActionEndGrace, out,
-			map[string]keys.Change{"secrets_ended": {To: ended}})
+	m, err := p.mutate(ctx, mutation{
+		ref:  ref,
+		plan: fixed(keys.ActionEndGrace, nil),
+		write: func(tx pgx.Tx, c change) (string, error) {
+			id := c.before.ID
+			tag, err := tx.Exec(ctx, `UPDATE secrets SET ends_at = $1 WHERE key_id = $2 AND ends_at > $1`, c.now, id)
+			if err != nil {
+				return "", err
+			}
+			if ended = tag.RowsAffected(); ended == 0 {
+				return id, nil // nothing changed, nothing to audit
+			}
+			// An undone rotation would bring the ended secrets back.
+			if _, err := tx.Exec(ctx, `DELETE FROM rotations WHERE key_id = $1`, id); err != nil {
+				return "", err
+			}
+			c.extra["secrets_ended"] = keys.Change{To: ended}
+			_, err = tx.Exec(ctx, `UPDATE keys SET updated_at = $1 WHERE id = $2`, c.now, id)
+			return id, err
+		},
 	})
 	if err != nil {
 		return nil, 0, err
 	}
-	p.changed(out.ID)
-	return out, int(ended), nil
+	return m.key, int(ended), nil
 }
 
 // Secrets lists the live secrets of the key ref names, newest first: the

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/keyctl/keyctl/api"
+	"github.com/keyctl/keyctl/apikey"
 	"github.com/keyctl/keyctl/server"
 	"github.com/keyctl/keyctl/store/keys"
 	"github.com/keyctl/keyctl/store/remote"
@@ -216,18 +217,105 @@ func TestTokenNeverInURL(t *testing.T) {
 	go hs.Serve(ln)
 	defer hs.Close()
 	c, _ := remote.New("http://"+ln.Addr().String(), "sk_test_admintoken", nil)
-	c.Find(context.Background(), "sk_test_secretsecret")
-	c.Verify(context.Background(), keys.VerifyRequest{Token: "sk_test_secretsecret"})
+	ctx := context.Background()
+	tok, _ := apikey.New("sk", apikey.TagTest)
+	secret := tok.String()
+	c.Find(ctx, secret)
+	c.Verify(ctx, keys.VerifyRequest{Token: secret})
+	// A secret given where a key's name or id is expected is looked up by
+	// POST, never put in a path, and never echoed in the error.
+	_, err = c.Get(ctx, secret)
+	c.Revoke(ctx, secret, "")
+	c.Rotate(ctx, secret, 0)
+	c.Usage(ctx, secret, keys.UsageQuery{})
+	c.RevokeSecret(ctx, secret, "")
+	if err == nil || strings.Contains(err.Error(), secret[12:]) {
+		t.Fatalf("Get(secret): %v", err)
+	}
 	mu.Lock()
 	defer mu.Unlock()
 	for _, u := range seen {
-		if strings.Contains(u, "secret") || strings.Contains(u, "admintoken") {
+		if strings.Contains(u, secret[12:]) || strings.Contains(u, "admintoken") {
 			t.Fatalf("a token in a URL: %s", u)
 		}
 	}
-	if len(seen) != 2 {
+	if len(seen) != 7 {
 		t.Fatalf("requests %v", seen)
 	}
 }
 
+// TestPlainHTTPOnlyToLoopback: a token crosses the network in clear text
+// only when asked to, deliberately.
+func TestPlainHTTPOnlyToLoopback(t *testing.T) {
+	for _, u := range []string{"http://127.0.0.1:8420", "http://localhost:8420", "http://[::1]:8420", "https://keys.example.com", "https://192.0.2.1"} {
+		if _, err := remote.New(u, "t", nil); err != nil {
+			t.Errorf("New(%q): %v", u, err)
+		}
+	}
+	for _, u := range []string{"http://192.0.2.1:8420", "http://keys.example.com", "http://10.0.0.1"} {
+		_, err := remote.New(u, "t", nil)
+		if !errors.Is(err, keys.ErrInvalid) || !strings.Contains(err.Error(), "--allow-http") || !strings.Contains(err.Error(), "KEYCTL_ALLOW_HTTP") {
+			t.Errorf("New(%q): %v, want a refusal naming --allow-http", u, err)
+		}
+		if _, err := remote.New(u, "t", nil, remote.AllowPlainHTTP); err != nil {
+			t.Errorf("New(%q, AllowPlainHTTP): %v", u, err)
+		}
+	}
+}
+
+// TestRevokeSecretThroughTheServer: the holder's revocation needs no token,
+// and tells nothing.
+func TestRevokeSecretThroughTheServer(t *testing.T) {
+	st, _, url := serve(t, api.ScopeRead)
+	ctx := context.Background()
+	k, secret, err := st.Create(ctx, keys.CreateParams{Name: "leaked", Env: keys.Development, Prefix: "sk"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	anon, err := remote.New(url, "", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r, err := anon.RevokeSecret(ctx, secret, "")
+	if err != nil || r.Outcome != keys.SecretAccepted || r.Key != nil || r.Start != k.Start {
+		t.Fatalf("RevokeSecret: %+v, %v", r, err)
+	}
+	if got, _ := st.Get(ctx, k.ID); got.Status != keys.Revoked {
+		t.Fatalf("the key is %s", got.Status)
+	}
+	if _, err := anon.List(ctx, keys.ListFilter{}); !errors.Is(err, remote.ErrUnauthorized) {
+		t.Fatalf("List without a token: %v", err)
+	}
+}
+
 func ptr[T any](v T) *T { return &v }
+
+// TestAuditFetchesEveryPage: Audit returns what the local store's Audit
+// returns, forward past the server's page of 1,000, and backward for the
+// most recent N.
+func TestAuditFetchesEveryPage(t *testing.T) {
+	st, c, _ := serve(t, api.ScopeRead)
+	ctx := context.Background()
+	for i := range 1050 {
+		k, _, err := st.Create(ctx, keys.CreateParams{Name: fmt.Sprintf("k%d", i), Env: keys.Development, Prefix: "sk"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if i%10 == 0 {
+			st.Revoke(ctx, k.ID, "")
+		}
+	}
+	for _, f := range []keys.AuditFilter{{}, {Action: keys.ActionRevoke}, {Limit: 3}, {Limit: 1001}, {Limit: 50, Action: keys.ActionRevoke}, {Key: "k5"}} {
+		want, err := st.Audit(ctx, f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, err := c.Audit(ctx, f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !slices.EqualFunc(got, want, func(a, b *keys.AuditEntry) bool { return a.Seq == b.Seq && a.Hash == b.Hash }) {
+			t.Errorf("Audit(%+v): %d entries, want %d", f, len(got), len(want))
+		}
+	}
+}

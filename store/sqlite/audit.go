@@ -19,14 +19,25 @@ func (s *SQLite) appendAudit(ctx context.Context, tx *sql.Tx, action string, k *
 	if err != nil && !errors.Is(err, sql.ErrNoRows) {
 		return err
 	}
-	c := chain.NewContent(seq, s.now(), keys.ActorFrom(ctx), action, k, changes, keys.NoteFrom(ctx))
+	actor := keys.ActorFrom(ctx)
+	actor.Name, actor.Address = keys.Escape(actor.Name, 128), keys.Escape(actor.Address, 64)
+	note := keys.Escape(keys.NoteFrom(ctx), keys.MaxNote)
+	c := chain.NewContent(seq, s.now(), actor, action, k, changes, note)
 	content, err := json.Marshal(c)
 	if err != nil {
 		return err
 	}
-	hash := chain.Link(prev, content)
-	if _, err := tx.ExecContext(ctx, `INSERT INTO audit (seq, content, prev_hash, hash) VALUES (?, ?, ?, ?)`,
-		c.Seq, string(content), prev, hash); err != nil {
+	if err := s.refreshPepper(ctx, tx); err != nil {
+		return err
+	}
+	key := s.chainKey()
+	scheme := chain.SchemeSHA256
+	if key != nil {
+		scheme = chain.SchemeHMAC
+	}
+	hash := chain.Link(scheme, key, prev, content)
+	if _, err := tx.ExecContext(ctx, `INSERT INTO audit (seq, content, prev_hash, hash, scheme) VALUES (?, ?, ?, ?, ?)`,
+		c.Seq, string(content), prev, hash, scheme); err != nil {
 		return err
 	}
 	_, err = tx.ExecContext(ctx, `INSERT INTO audit_head (id, seq, hash) VALUES (1, ?, ?)
@@ -34,32 +45,43 @@ func (s *SQLite) appendAudit(ctx context.Context, tx *sql.Tx, action string, k *
 	return err
 }
 
-// RecordDenied audits an admin call refused for lack of scope.
-func (s *SQLite) RecordDenied(ctx context.Context, attempted, ref, required string) error {
+// RecordDenied audits admin calls refused for lack of authority. The key
+// the call named is recorded when it is one; else the caller's text, bounded
+// and escaped, and never a secret.
+func (s *SQLite) RecordDenied(ctx context.Context, d keys.Denial) error {
+	if err := s.writable(); err != nil {
+		return err
+	}
 	return s.tx(ctx, func(tx *sql.Tx) error {
-		k, err := s.resolve(ctx, tx, ref)
-		if err != nil && !errors.Is(err, keys.ErrNotFound) {
-			return err
+		changes := map[string]keys.Change{
+			"attempted":      {To: keys.Escape(d.Route, 64)},
+			"required_scope": {To: keys.Escape(d.Required, 64)},
+			"count":          {To: max(d.Count, 1)},
 		}
-		if k == nil && ref != "" {
-			k = &keys.Key{ID: "", Name: ref}
+		var k *keys.Key
+		if d.Ref != "" && !keys.LooksLikeToken(d.Ref) {
+			var err error
+			k, err = s.resolve(ctx, tx, d.Ref)
+			if err != nil && !errors.Is(err, keys.ErrNotFound) {
+				return err
+			}
 		}
-		return s.appendAudit(ctx, tx, keys.ActionDenied, k, map[string]keys.Change{
-			"attempted":      {To: attempted},
-			"required_scope": {To: required},
-		})
+		if k == nil && d.Ref != "" {
+			changes["ref"] = keys.Change{To: keys.Escape(d.Ref, 64)}
+		}
+		return s.appendAudit(ctx, tx, keys.ActionDenied, k, changes)
 	})
 }
 
 func (s *SQLite) auditRows(ctx context.Context, q querier, fn func(chain.Row) error) error {
-	rows, err := q.QueryContext(ctx, `SELECT seq, content, prev_hash, hash FROM audit ORDER BY seq`)
+	rows, err := q.QueryContext(ctx, `SELECT seq, content, prev_hash, hash, scheme FROM audit ORDER BY seq`)
 	if err != nil {
 		return err
 	}
 	defer rows.Close()
 	for rows.Next() {
 		var r chain.Row
-		if err := rows.Scan(&r.Seq, &r.Content, &r.PrevHash, &r.Hash); err != nil {
+		if err := rows.Scan(&r.Seq, &r.Content, &r.PrevHash, &r.Hash, &r.Scheme); err != nil {
 			return err
 		}
 		if err := fn(r); err != nil {
@@ -72,7 +94,7 @@ func (s *SQLite) auditRows(ctx context.Context, q querier, fn func(chain.Row) er
 // Audit returns the entries that match f, oldest first.
 func (s *SQLite) Audit(ctx context.Context, f keys.AuditFilter) ([]*keys.AuditEntry, error) {
 	out := []*keys.AuditEntry{}
-	err := s.auditRows(ctx, s.db, func(r chain.Row) error {
+	err := s.auditRows(ctx, s.reads(), func(r chain.Row) error {
 		e, err := r.Entry()
 		if err != nil {
 			return err
@@ -89,16 +111,21 @@ func (s *SQLite) Audit(ctx context.Context, f keys.AuditFilter) ([]*keys.AuditEn
 }
 
 // VerifyAudit walks the chain from the first entry and reports the first one
-// that was edited, deleted or moved behind keyctl's back. The entries and
-// the head are read in one read transaction, a snapshot: a change committed
-// meanwhile is in both or in neither.
-func (s *SQLite) VerifyAudit(ctx context.Context) (*keys.AuditCheck, error) {
-	tx, err := s.db.BeginTx(ctx, &sql.TxOptions{ReadOnly: true}) // a deferred BEGIN: no write lock
+// that was edited, deleted or moved behind keyctl's back: each entry's link
+// by its own scheme, every entry from the one the pepper was first recorded
+// at keyed with it, and each checkpoint still in the chain, unchanged. The
+// entries and the head are read in one read transaction, a snapshot: a
+// change committed meanwhile is in both or in neither.
+func (s *SQLite) VerifyAudit(ctx context.Context, checkpoints ...keys.Checkpoint) (*keys.AuditCheck, error) {
+	tx, err := s.reads().BeginTx(ctx, &sql.TxOptions{ReadOnly: true}) // a deferred BEGIN: no write lock
 	if err != nil {
 		return nil, err
 	}
 	defer tx.Rollback()
-	w := chain.NewWalker()
+	if err := s.refreshPepper(ctx, tx); err != nil {
+		return nil, err
+	}
+	w := chain.NewWalker(s.chainOptions(checkpoints))
 	err = s.auditRows(ctx, tx, func(r chain.Row) error {
 		w.Next(r)
 		return nil

@@ -13,8 +13,10 @@ import (
 func TestAuditRecordsEveryChange(t *testing.T) {
 	c := newClock()
 	s, _ := openTest(t, c)
-	ctx := keys.WithActor(context.Background(), keys.Actor{Kind: "key", ID: "key_admin", Name: "ops", Address: "192.0.2.1"})
 	_, secret := create(t, s, keys.CreateParams{Name: "a", Scopes: []string{"sdk"}})
+	// The actor is a real key: a store reads its authority by its id.
+	ops, _ := create(t, s, keys.CreateParams{Name: "ops", Scopes: []string{keys.ScopeAdmin}})
+	ctx := keys.WithActor(context.Background(), keys.Actor{Kind: "key", ID: ops.ID, Name: "ops", Address: "192.0.2.1"})
 	s.Update(ctx, "a", keys.UpdateParams{AddScopes: []string{"proxy"}, Description: strp("x")})
 	s.Update(ctx, "a", keys.UpdateParams{Description: strp("x")}) // no change: no entry
 	_, rotated, _ := s.Rotate(ctx, "a", time.Hour)
@@ -23,12 +25,16 @@ func TestAuditRecordsEveryChange(t *testing.T) {
 	s.SetDisabled(ctx, "a", false)
 	s.Revoke(keys.WithNote(ctx, "leak response: found in app.env:3"), "a", "leaked")
 	s.Revoke(ctx, "a", "again") // no change
-	s.RecordDenied(ctx, "create", "", "keyctl:owner")
+	s.RecordDenied(ctx, keys.Denial{Route: "create", Required: "keyctl:owner"})
 
 	entries, err := s.Audit(context.Background(), keys.AuditFilter{})
 	if err != nil {
 		t.Fatal(err)
 	}
+	if entries[1].KeyName != "ops" {
+		t.Fatalf("second entry: %+v", entries[1])
+	}
+	entries = append(entries[:1], entries[2:]...)
 	var actions []string
 	for _, e := range entries {
 		actions = append(actions, e.Action)
@@ -63,7 +69,7 @@ func TestAuditRecordsEveryChange(t *testing.T) {
 		t.Errorf("filter by actor: %d entries", len(got))
 	}
 	check, err := s.VerifyAudit(context.Background())
-	if err != nil || !check.OK || check.Entries != 7 {
+	if err != nil || !check.OK || check.Entries != 8 {
 		t.Fatalf("VerifyAudit = %+v, %v", check, err)
 	}
 }

@@ -2,6 +2,7 @@ package sqlite
 
 import (
 	"context"
+	"database/sql"
 	"testing"
 	"time"
 
@@ -69,5 +70,52 @@ func TestCheckTokenSeesEveryChange(t *testing.T) {
 	k, _ := s.Get(ctx, "admin")
 	if k.UsageCount != 8 {
 		t.Fatalf("usage_count = %d, want 8", k.UsageCount)
+	}
+}
+
+// Another program's edit of any column is seen at the next check, however
+// small: PRAGMA data_version tells the readers that something was
+// committed. (quota_remaining once escaped the triggers that told before.)
+func TestCheckTokenSeesOutsideEdits(t *testing.T) {
+	c := newClock()
+	s, path := openTest(t, c)
+	ctx := context.Background()
+	_, tok := create(t, s, keys.CreateParams{Name: "admin", Scopes: []string{"keyctl:admin"}})
+	chk, err := s.newChecker(1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer chk.Close()
+	check := func() (keys.Code, bool) {
+		t.Helper()
+		res, exact, err := chk.CheckToken(ctx, keys.VerifyRequest{Token: tok, Cost: 1})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if exact {
+			return "", true
+		}
+		return res.Code, false
+	}
+	if code, _ := check(); code != keys.Valid {
+		t.Fatalf("first check: %s", code)
+	}
+	// The sqlite3 shell, in effect: a connection of another program.
+	shell, err := sql.Open("sqlite", path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer shell.Close()
+	if _, err := shell.Exec(`UPDATE keys SET quota_remaining = 0 WHERE name = 'admin'`); err != nil {
+		t.Fatal(err)
+	}
+	if _, exact := check(); !exact {
+		t.Fatal("a spent quota set behind keyctl's back was not seen: the old verification was reused")
+	}
+	if _, err := shell.Exec(`UPDATE keys SET quota_remaining = NULL, description = 'x' WHERE name = 'admin'`); err != nil {
+		t.Fatal(err)
+	}
+	if code, exact := check(); exact || code != keys.Valid {
+		t.Fatalf("after the quota is lifted again: %s, %v", code, exact)
 	}
 }

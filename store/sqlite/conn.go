@@ -156,11 +156,17 @@ func (t *writeTx) queryRow(query string, args ...any) driverRow {
 	if err != nil {
 		return driverRow{err: err}
 	}
+	return stmtRow(t.ctx, st, args...)
+}
+
+// stmtRow runs a prepared driver statement and returns its first row, or a
+// row whose Scan reports sql.ErrNoRows.
+func stmtRow(ctx context.Context, st driver.Stmt, args ...any) driverRow {
 	nv, err := namedValues(args)
 	if err != nil {
 		return driverRow{err: err}
 	}
-	rows, err := st.(driver.StmtQueryContext).QueryContext(t.ctx, nv)
+	rows, err := st.(driver.StmtQueryContext).QueryContext(ctx, nv)
 	if err != nil {
 		return driverRow{err: err}
 	}

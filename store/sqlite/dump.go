@@ -11,6 +11,7 @@ import (
 	"github.com/keyctl/keyctl/store/chain"
 	"github.com/keyctl/keyctl/store/dump"
 	"github.com/keyctl/keyctl/store/keys"
+	"github.com/keyctl/keyctl/store/pepper"
 )
 
 // Dump reads the whole database in one transaction, so that what it gives
@@ -25,27 +26,24 @@ func (s *SQLite) Dump(ctx context.Context) iter.Seq2[dump.Item, error] {
 				}
 				return nil
 			}
+			var m dump.Meta
+			var err error
+			if m.Pepper, err = s.meta(ctx, tx, metaPepper); err != nil {
+				return err
+			}
+			if m.KeyedFrom, err = s.meta(ctx, tx, metaKeyedFrom); err != nil {
+				return err
+			}
+			if err := emit(dump.Item{Meta: &m}); err != nil {
+				return err
+			}
 			if err := s.dumpKeys(ctx, tx, emit); err != nil {
 				return err
 			}
 			if err := dumpUses(ctx, tx, emit); err != nil {
 				return err
 			}
-			rows, err := tx.QueryContext(ctx, `SELECT seq, content, prev_hash, hash FROM audit ORDER BY seq`)
-			if err != nil {
-				return err
-			}
-			defer rows.Close()
-			for rows.Next() {
-				var r chain.Row
-				if err := rows.Scan(&r.Seq, &r.Content, &r.PrevHash, &r.Hash); err != nil {
-					return err
-				}
-				if err := emit(dump.Item{Entry: &r}); err != nil {
-					return err
-				}
-			}
-			if err := rows.Err(); err != nil {
+			if err := s.auditRows(ctx, tx, func(r chain.Row) error { return emit(dump.Item{Entry: &r}) }); err != nil {
 				return err
 			}
 			var h dump.Head
@@ -138,8 +136,16 @@ func dumpUses(ctx context.Context, tx *sql.Tx, emit func(dump.Item) error) error
 // usage goes in its row's usage columns, and its log is numbered from 1
 // with each entry carrying the last address forward, so that the count,
 // last use and last address read back as the dump gave them.
+//
+// The copy keeps the source's record of its pepper, once the configured
+// pepper is found to be the same, so that its keyed audit entries verify
+// under the key derived with the source's salt; a source without that record
+// leaves the destination's own, keyed from the entry after those copied.
 func (s *SQLite) Load(ctx context.Context, items iter.Seq2[dump.Item, error]) error {
-	return s.tx(ctx, func(tx *sql.Tx) error {
+	if err := s.writable(); err != nil {
+		return err
+	}
+	err := s.tx(ctx, func(tx *sql.Tx) error {
 		var used bool
 		if err := tx.QueryRowContext(ctx, `SELECT EXISTS (SELECT 1 FROM keys) OR EXISTS (SELECT 1 FROM audit)
 			OR EXISTS (SELECT 1 FROM audit_head WHERE seq <> 0)`).Scan(&used); err != nil {
@@ -153,11 +159,15 @@ func (s *SQLite) Load(ctx context.Context, items iter.Seq2[dump.Item, error]) er
 			lastIP string
 		}
 		logs := map[string]*logged{}
+		adopted := false
+		var head int64
 		for it, err := range items {
 			if err != nil {
 				return err
 			}
 			switch {
+			case it.Meta != nil:
+				adopted, err = s.adoptMeta(ctx, tx, it.Meta)
 			case it.Key != nil:
 				err = loadKey(ctx, tx, it.Key)
 			case it.Use != nil:
@@ -175,9 +185,10 @@ func (s *SQLite) Load(ctx context.Context, items iter.Seq2[dump.Item, error]) er
 					u.KeyID, l.n, u.At.UnixMilli(), u.Code, u.IP, l.lastIP)
 			case it.Entry != nil:
 				r := it.Entry
-				_, err = tx.ExecContext(ctx, `INSERT INTO audit (seq, content, prev_hash, hash) VALUES (?, ?, ?, ?)`,
-					r.Seq, r.Content, r.PrevHash, r.Hash)
+				_, err = tx.ExecContext(ctx, `INSERT INTO audit (seq, content, prev_hash, hash, scheme) VALUES (?, ?, ?, ?, ?)`,
+					r.Seq, r.Content, r.PrevHash, r.Hash, schemeOf(r))
 			case it.Head != nil:
+				head = it.Head.Seq
 				_, err = tx.ExecContext(ctx, `INSERT INTO audit_head (id, seq, hash) VALUES (1, ?, ?)
 					ON CONFLICT (id) DO UPDATE SET seq = excluded.seq, hash = excluded.hash`, it.Head.Seq, it.Head.Hash)
 			}
@@ -185,8 +196,49 @@ func (s *SQLite) Load(ctx context.Context, items iter.Seq2[dump.Item, error]) er
 				return err
 			}
 		}
+		if key := s.chainKey(); !adopted && key != nil {
+			_, err := tx.ExecContext(ctx, `INSERT INTO meta (name, value) VALUES (?, ?)
+				ON CONFLICT (name) DO UPDATE SET value = excluded.value`, metaKeyedFrom, pepper.KeyedFrom(key, head+1))
+			return err
+		}
 		return nil
 	})
+	if err != nil {
+		return err
+	}
+	return s.checkPepper(ctx)
+}
+
+// adoptMeta keeps a source's record of its pepper, when it has one and the
+// configured pepper is the same, and reports whether it did.
+func (s *SQLite) adoptMeta(ctx context.Context, tx *sql.Tx, m *dump.Meta) (bool, error) {
+	if m.Pepper == "" {
+		return false, nil
+	}
+	if _, err := pepper.Check(m.Pepper, s.pepper, "the source database"); err != nil {
+		return false, err
+	}
+	for name, v := range map[string]string{metaPepper: m.Pepper, metaKeyedFrom: m.KeyedFrom} {
+		var err error
+		if v == "" {
+			_, err = tx.ExecContext(ctx, `DELETE FROM meta WHERE name = ?`, name)
+		} else {
+			_, err = tx.ExecContext(ctx, `INSERT INTO meta (name, value) VALUES (?, ?)
+				ON CONFLICT (name) DO UPDATE SET value = excluded.value`, name, v)
+		}
+		if err != nil {
+			return false, err
+		}
+	}
+	return true, nil
+}
+
+// schemeOf is a row's link scheme, SHA-256 when it names none.
+func schemeOf(r *chain.Row) string {
+	if r.Scheme == "" {
+		return chain.SchemeSHA256
+	}
+	return r.Scheme
 }
 
 func loadKey(ctx context.Context, tx *sql.Tx, d *dump.Key) error {

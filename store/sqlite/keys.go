@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"maps"
 	"time"
 
 	"github.com/keyctl/keyctl/apikey"
@@ -123,17 +122,66 @@ func mustJSON(v any) string {
 }
 
 // resolve finds the key ref names: by id first, else the key of that name
-// that is not revoked, else the one of that name revoked most recently.
+// that is not revoked, else the one of that name revoked most recently. A
+// token-shaped ref is a secret given where a name was expected: it finds
+// the key that secret belongs to, and is never shown whole.
 func (s *SQLite) resolve(ctx context.Context, q querier, ref string) (*keys.Key, error) {
-	k, err := s.scanKey(q.QueryRowContext(ctx, `SELECT `+keyColumns+` FROM keys k `+usageJoin+` WHERE k.id = ?`, ref))
-	if errors.Is(err, sql.ErrNoRows) {
+	if keys.LooksLikeToken(ref) {
+		if k, _, err := s.bySecret(ctx, q, ref); !errors.Is(err, keys.ErrNotFound) {
+			return k, err
+		}
+	}
+	k, err := s.byID(ctx, q, ref)
+	if errors.Is(err, keys.ErrNotFound) {
 		k, err = s.scanKey(q.QueryRowContext(ctx, `SELECT `+keyColumns+` FROM keys k `+usageJoin+` WHERE k.name = ?
 			ORDER BY k.status = 'revoked', k.revoked_at DESC, k.rowid DESC LIMIT 1`, ref))
-	}
-	if errors.Is(err, sql.ErrNoRows) {
-		return nil, fmt.Errorf("key %q %w", ref, keys.ErrNotFound)
+		if errors.Is(err, sql.ErrNoRows) {
+			err = fmt.Errorf("key %q %w", keys.Redact(ref), keys.ErrNotFound)
+		}
 	}
 	return k, err
+}
+
+// byID finds the key of an id, and no other.
+func (s *SQLite) byID(ctx context.Context, q querier, id string) (*keys.Key, error) {
+	k, err := s.scanKey(q.QueryRowContext(ctx, `SELECT `+keyColumns+` FROM keys k `+usageJoin+` WHERE k.id = ?`, id))
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil, fmt.Errorf("key %q %w", keys.Redact(id), keys.ErrNotFound)
+	}
+	return k, err
+}
+
+// secretRow is a stored secret: its key, its display start, and when it
+// ends (nil for the key's current secret).
+type secretRow struct {
+	digest []byte
+	keyID  string
+	start  string
+	endsAt *time.Time
+}
+
+// bySecret finds the key a token is a secret of (any of its secrets, live
+// or not), and that secret. A token that is not one is never shown whole.
+func (s *SQLite) bySecret(ctx context.Context, q querier, token string) (*keys.Key, *secretRow, error) {
+	notFound := fmt.Errorf("key %s %w", keys.Redact(token), keys.ErrNotFound)
+	if _, err := apikey.Parse(token); err != nil {
+		return nil, nil, notFound
+	}
+	digest := apikey.Digest(token, s.pepper)
+	sec := &secretRow{}
+	var ends sql.NullInt64
+	err := q.QueryRowContext(ctx, `SELECT digest, key_id, start, ends_at FROM secrets WHERE digest = ?`, digest).
+		Scan(&sec.digest, &sec.keyID, &sec.start, &ends)
+	if errors.Is(err, sql.ErrNoRows) || err == nil && !apikey.Equal(sec.digest, digest) {
+		return nil, nil, notFound
+	}
+	if err != nil {
+		return nil, nil, err
+	}
+	sec.endsAt = fromUnix(ends)
+	s.pepperProven()
+	k, err := s.byID(ctx, q, sec.keyID)
+	return k, sec, err
 }
 
 func (s *SQLite) nameInUse(ctx context.Context, tx *sql.Tx, name string) (bool, error) {
@@ -151,107 +199,28 @@ func (s *SQLite) newSecret(prefix string, env keys.Env) (token string, digest []
 	return token, apikey.Digest(token, s.pepper), tok.Start(), nil
 }
 
-// Create issues a key.
-func (s *SQLite) Create(ctx context.Context, p keys.CreateParams) (*keys.Key, string, error) {
-	var token string
-	k, err := s.CreateDelivered(ctx, p, func(_ *keys.Key, secret string) error {
-		token = secret
-		return nil
-	})
-	return k, token, err
-}
-
-// CreateDelivered issues a key and calls deliver with its secret inside
-// the transaction, after every write and before the commit: when deliver
-// fails, nothing is committed.
-func (s *SQLite) CreateDelivered(ctx context.Context, p keys.CreateParams, deliver keys.Deliver) (*keys.Key, error) {
-	if err := p.Validate(); err != nil {
-		return nil, err
-	}
-	if p.CreatedBy == "" {
-		p.CreatedBy = keys.ActorFrom(ctx).Name
-	}
-	id, err := NewID()
-	if err != nil {
-		return nil, err
-	}
-	token, digest, start, err := s.newSecret(p.Prefix, p.Env)
-	if err != nil {
-		return nil, err
-	}
-	now := s.now().Unix()
-	var rateCount, rateUnit any
-	if p.RateLimit != nil {
-		rateCount, rateUnit = p.RateLimit.Count, p.RateLimit.Unit
-	}
-	var quota any
-	if p.Quota != nil {
-		quota = *p.Quota
-	}
-	meta := p.Metadata
-	if meta == nil {
-		meta = map[string]string{}
-	}
-	var k *keys.Key
-	err = s.tx(ctx, func(tx *sql.Tx) error {
-		name := p.Name
-		if name == "" {
-			if name, err = s.generateName(ctx, tx); err != nil {
-				return err
-			}
-		} else if used, err := s.nameInUse(ctx, tx, name); err != nil {
-			return err
-		} else if used {
-			return fmt.Errorf("name %q is already in use by another key: %w", name, keys.ErrConflict)
-		}
-		_, err := tx.ExecContext(ctx, `INSERT INTO keys (id, name, description, prefix, env, start, status,
-			scopes, allowed_ips, metadata, expires_at, quota, quota_remaining, rate_count, rate_unit,
-			created_at, created_by, updated_at) VALUES (?, ?, ?, ?, ?, ?, 'active', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
-			id, name, p.Description, p.Prefix, p.Env, start, mustJSON(keys.NormalizeSet(p.Scopes)),
-			mustJSON(keys.NormalizeSet(p.AllowedIPs)), mustJSON(meta), toUnix(p.ExpiresAt), quota, quota,
-			rateCount, rateUnit, now, p.CreatedBy, now)
-		if err != nil {
-			return err
-		}
-		if _, err := tx.ExecContext(ctx, `INSERT INTO secrets (digest, key_id, start, created_at) VALUES (?, ?, ?, ?)`,
-			digest, id, start, now); err != nil {
-			return err
-		}
-		if k, err = s.resolve(ctx, tx, id); err != nil {
-			return err
-		}
-		if err := s.appendAudit(ctx, tx, keys.ActionCreate, k, keys.Diff(nil, k)); err != nil {
-			return err
-		}
-		return deliver(k, token)
-	})
-	if err != nil {
-		return nil, err
-	}
-	return k, nil
-}
-
 // Get resolves ref to a key.
 func (s *SQLite) Get(ctx context.Context, ref string) (*keys.Key, error) {
-	return s.resolve(ctx, s.db, ref)
+	return s.resolve(ctx, s.reads(), ref)
 }
 
 // Find returns the key that token is a secret of.
 func (s *SQLite) Find(ctx context.Context, token string) (*keys.Key, error) {
+	k, _, err := s.FindSecret(ctx, token)
+	return k, err
+}
+
+// FindSecret returns the key that token is a secret of, and the secret's own
+// state: current, or old with the end of its grace.
+func (s *SQLite) FindSecret(ctx context.Context, token string) (*keys.Key, keys.SecretState, error) {
 	if _, err := apikey.Parse(token); err != nil {
-		return nil, fmt.Errorf("%w: %w", keys.ErrInvalid, err)
+		return nil, keys.SecretState{}, fmt.Errorf("%w: %w", keys.ErrInvalid, err)
 	}
-	digest := apikey.Digest(token, s.pepper)
-	var stored []byte
-	var keyID string
-	err := s.db.QueryRowContext(ctx, `SELECT digest, key_id FROM secrets WHERE digest = ?`, digest).Scan(&stored, &keyID)
-	if errors.Is(err, sql.ErrNoRows) || err == nil && !apikey.Equal(stored, digest) {
-		return nil, fmt.Errorf("key %w", keys.ErrNotFound)
-	}
+	k, sec, err := s.bySecret(ctx, s.reads(), token)
 	if err != nil {
-		return nil, err
+		return nil, keys.SecretState{}, err
 	}
-	return s.resolve(ctx, s.db, keyID)
+	return k, keys.SecretState{Current: sec.endsAt == nil, EndsAt: sec.endsAt}, nil
 }
 
 // List returns the keys that match f, newest first.
@@ -260,7 +229,7 @@ func (s *SQLite) List(ctx context.Context, f keys.ListFilter) ([]*keys.Key, erro
 	if !f.All && f.Status != keys.Revoked {
 		query += ` WHERE k.status <> 'revoked'`
 	}
-	rows, err := s.db.QueryContext(ctx, query+` ORDER BY k.created_at DESC, k.rowid DESC`)
+	rows, err := s.reads().QueryContext(ctx, query+` ORDER BY k.created_at DESC, k.rowid DESC`)
 	if err != nil {
 		return nil, err
 	}
@@ -277,162 +246,4 @@ func (s *SQLite) List(ctx context.Context, f keys.ListFilter) ([]*keys.Key, erro
 		}
 	}
 	return keys, rows.Err()
-}
-
-// change runs fn on the key ref resolves to, inside one transaction, refusing
-// revoked keys; audits what changed (with extra details), and returns the
-// key as it is afterwards.
-func (s *SQLite) change(ctx context.Context, ref, action string, extra map[string]keys.Change,
-	fn func(tx *sql.Tx, k *keys.Key, now int64) error) (*keys.Key, error) {
-	var out *keys.Key
-	err := s.tx(ctx, func(tx *sql.Tx) error {
-		k, err := s.resolve(ctx, tx, ref)
-		if err != nil {
-			return err
-		}
-		if k.Status == keys.Revoked {
-			return fmt.Errorf("key %q (%s) %w", k.Name, k.ID, keys.ErrRevoked)
-		}
-		if err := fn(tx, k, s.now().Unix()); err != nil {
-			return err
-		}
-		if out, err = s.resolve(ctx, tx, k.ID); err != nil {
-			return err
-		}
-		changes := keys.Diff(k, out)
-		if len(changes) == 0 {
-			return nil // nothing changed, nothing to audit
-		}
-		maps.Copy(changes, extra)
-		return s.appendAudit(ctx, tx, action, out, changes)
-	})
-	return out, err
-}
-
-// Update changes a key's settings.
-func (s *SQLite) Update(ctx context.Context, ref string, p keys.UpdateParams) (*keys.Key, error) {
-	if err := p.Validate(); err != nil {
-		return nil, err
-	}
-	return s.change(ctx, ref, keys.ActionUpdate, nil, func(tx *sql.Tx, k *keys.Key, now int64) error {
-		if p.Name != nil && *p.Name != k.Name {
-			if used, err := s.nameInUse(ctx, tx, *p.Name); err != nil {
-				return err
-			} else if used {
-				return fmt.Errorf("name %q is already in use by another key: %w", *p.Name, keys.ErrConflict)
-			}
-		}
-		u := p.Apply(k)
-		var rateCount, rateUnit any
-		if u.RateLimit != nil {
-			rateCount, rateUnit = u.RateLimit.Count, u.RateLimit.Unit
-		}
-		_, err := tx.ExecContext(ctx, `UPDATE keys SET name = ?, description = ?, scopes = ?, expires_at = ?,
-			allowed_ips = ?, quota = ?, quota_remaining = ?, rate_count = ?, rate_unit = ?, metadata = ?,
-			updated_at = ? WHERE id = ?`,
-			u.Name, u.Description, mustJSON(u.Scopes), toUnix(u.ExpiresAt), mustJSON(u.AllowedIPs),
-			ptrValue(u.Quota), ptrValue(u.QuotaRemaining), rateCount, rateUnit, mustJSON(u.Metadata), now, k.ID)
-		return err
-	})
-}
-
-func ptrValue(p *int64) any {
-	if p == nil {
-		return nil
-	}
-	return *p
-}
-
-// Rotate gives a key a new secret. The current secret, and any still in a
-// grace period, end at now+grace at the latest.
-func (s *SQLite) Rotate(ctx context.Context, ref string, grace time.Duration) (*keys.Key, string, error) {
-	var token string
-	k, err := s.RotateDelivered(ctx, ref, grace, func(_ *keys.Key, secret string) error {
-		token = secret
-		return nil
-	})
-	return k, token, err
-}
-
-// RotateDelivered rotates a key and calls deliver with the new secret
-// inside the transaction, before the commit: when deliver fails, the key
-// keeps the secrets it had.
-func (s *SQLite) RotateDelivered(ctx context.Context, ref string, grace time.Duration, deliver keys.Deliver) (*keys.Key, error) {
-	if grace < 0 {
-		return nil, fmt.Errorf("%w: grace period %s is negative", keys.ErrInvalid, grace)
-	}
-	var token string
-	extra := map[string]keys.Change{"grace": {To: keys.FormatDuration(grace)}}
-	k, err := s.change(ctx, ref, keys.ActionRotate, extra, func(tx *sql.Tx, k *keys.Key, now int64) error {
-		var digest []byte
-		var start string
-		var err error
-		if token, digest, start, err = s.newSecret(k.Prefix, k.Env); err != nil {
-			return err
-		}
-		end := now + int64(grace/time.Second)
-		if err := s.recordRotation(ctx, tx, k, digest, end, now); err != nil {
-			return err
-		}
-		if _, err := tx.ExecContext(ctx, `UPDATE secrets SET ends_at = ?
-			WHERE key_id = ? AND (ends_at IS NULL OR ends_at > ?)`, end, k.ID, end); err != nil {
-			return err
-		}
-		if _, err := tx.ExecContext(ctx, `INSERT INTO secrets (digest, key_id, start, created_at) VALUES (?, ?, ?, ?)`,
-			digest, k.ID, start, now); err != nil {
-			return err
-		}
-		if _, err = tx.ExecContext(ctx, `UPDATE keys SET start = ?, rotated_at = ?, updated_at = ? WHERE id = ?`,
-			start, now, now, k.ID); err != nil {
-			return err
-		}
-		rotated, err := s.resolve(ctx, tx, k.ID)
-		if err != nil {
-			return err
-		}
-		return deliver(rotated, token)
-	})
-	if err != nil {
-		return nil, err
-	}
-	return k, nil
-}
-
-// SetDisabled disables or enables a key; asking for the state it is in
-// changes nothing.
-func (s *SQLite) SetDisabled(ctx context.Context, ref string, disabled bool) (*keys.Key, error) {
-	from, to, action := keys.Disabled, keys.Active, keys.ActionEnable
-	if disabled {
-		from, to, action = keys.Active, keys.Disabled, keys.ActionDisable
-	}
-	return s.change(ctx, ref, action, nil, func(tx *sql.Tx, k *keys.Key, now int64) error {
-		_, err := tx.ExecContext(ctx, `UPDATE keys SET status = ?, updated_at = ? WHERE id = ? AND status = ?`,
-			to, now, k.ID, from)
-		return err
-	})
-}
-
-// Revoke revokes a key for good. A revoked key is returned as it is.
-func (s *SQLite) Revoke(ctx context.Context, ref, reason string) (*keys.Key, error) {
-	var out *keys.Key
-	err := s.tx(ctx, func(tx *sql.Tx) error {
-		k, err := s.resolve(ctx, tx, ref)
-		if err != nil {
-			return err
-		}
-		if k.Status == keys.Revoked {
-			out = k
-			return nil
-		}
-		now := s.now().Unix()
-		if _, err := tx.ExecContext(ctx, `UPDATE keys SET status = 'revoked', revoked_at = ?, revoke_reason = ?,
-			updated_at = ? WHERE id = ?`, now, reason, now, k.ID); err != nil {
-			return err
-		}
-		if out, err = s.resolve(ctx, tx, k.ID); err != nil {
-			return err
-		}
-		return s.appendAudit(ctx, tx, keys.ActionRevoke, out, keys.Diff(k, out))
-	})
-	return out, err
 }

@@ -5,12 +5,13 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
-	"os"
-	"path/filepath"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	_ "modernc.org/sqlite" // registers the pure-Go "sqlite" driver
+
+	"github.com/keyctl/keyctl/store/background"
 )
 
 // Options configure a SQLite store.
@@ -26,6 +27,9 @@ type Options struct {
 	// Readers is how many connections the fast path (Check) reads with,
 	// beside the one writer; DefaultReaders when zero.
 	Readers int
+	// MustExist refuses to create the database when there is none at the
+	// path (ErrNoDatabase): for commands that only read.
+	MustExist bool
 }
 
 // DefaultReaders is how many connections the fast path reads with.
@@ -43,58 +47,66 @@ type SQLite struct {
 	retention time.Duration
 	stmts     driverStmts
 	dsn       string
+	path      string
 	readers   int
+
+	readOnly bool // the file cannot be written: every change is refused
+
+	// The audit chain's key, derived from the pepper (nil without one),
+	// and the first entry keyed with it; keyedProblem says why that could
+	// not be trusted. Set at Open, or later by refreshPepper.
+	pepperMu     sync.Mutex
+	auditKey     []byte
+	keyedFrom    int64
+	keyedProblem string
+	// pepperUnproven: the database had no record of its pepper at Open,
+	// and held secrets; pepperFound: one was found with the configured
+	// pepper, which may now be recorded (at Close).
+	pepperUnproven, pepperFound atomic.Bool
 
 	fastMu sync.Mutex
 	fast   *checker // the fast path, once a check has opened it
 	closed bool
+
+	bg background.Tracker // the account of the uses the fast path records
 }
 
-// Open opens the database at path, creating it (mode 0600, in a
-// directory created 0700) and bringing its schema up to date.
-func Open(ctx context.Context, path string, opts Options) (*SQLite, error) {
-	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
-		return nil, fmt.Errorf("creating database directory: %w", err)
-	}
-	// Create the file ourselves so that its mode is 0600 whatever the umask;
-	// SQLite gives the -wal and -shm files the database file's mode.
-	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o600)
-	if err != nil {
-		return nil, fmt.Errorf("opening database: %w", err)
-	}
-	f.Close()
+// OnBackgroundError has fn called, from the background goroutine, with each
+// failure of background work as it happens (store.Background).
+func (s *SQLite) OnBackgroundError(fn func(err error, lost int)) { s.bg.OnBackgroundError(fn) }
 
-	// WAL lets readers run beside the one writer; synchronous=NORMAL in WAL
-	// mode keeps commits from waiting on a disk sync (a power loss may lose
-	// the last commits, never corrupt the file); immediate transactions take
-	// the write lock up front so that concurrent processes queue on the busy
-	// timeout instead of failing halfway with "database is locked".
-	// Memory-mapped reads keep a lookup in a large database from costing a
-	// system call per page. The page cache (16 MB) then holds mostly the
-	// pages a transaction writes; SQLite scans it at the end of some
-	// transactions, so a larger one made commits slower, not faster.
-	dsn := path + "?_busy_timeout=30000&_journal_mode=WAL&_synchronous=NORMAL&_fk=1&_txlock=immediate" +
-		"&_pragma=mmap_size(1073741824)&_pragma=cache_size(-16000)"
-	db, err := sql.Open("sqlite", dsn)
+// UsageRecorded says how many uses the background has written, how many it
+// could not, and the failure of its last write (store.Background).
+func (s *SQLite) UsageRecorded() (recorded, lost int64, failing error) { return s.bg.UsageRecorded() }
+
+// ErrReadOnly: the database file cannot be written (a read-only file or
+// mount, a forensic copy): it can be read, and nothing can be changed.
+var ErrReadOnly = errors.New("the database is read-only")
+
+// writable refuses a change to a read-only database.
+func (s *SQLite) writable() error {
+	if s.readOnly {
+		return fmt.Errorf("%s: %w: it can be read (list, show, usage, audit), not changed", s.path, ErrReadOnly)
+	}
+	return nil
+}
+
+// CheckWritable commits a small write, so that a database that cannot be
+// written (a read-only file or mount, a full disk) is known before a server
+// takes its first request.
+func (s *SQLite) CheckWritable(ctx context.Context) error {
+	if err := s.writable(); err != nil {
+		return err
+	}
+	err := s.tx(ctx, func(tx *sql.Tx) error {
+		_, err := tx.ExecContext(ctx, `INSERT INTO meta (name, value) VALUES ('write_checked_at', ?)
+			ON CONFLICT (name) DO UPDATE SET value = excluded.value`, s.now().UTC().Format(time.RFC3339))
+		return err
+	})
 	if err != nil {
-		return nil, fmt.Errorf("opening database: %w", err)
+		return fmt.Errorf("%s cannot be written: %w", s.path, err)
 	}
-	db.SetMaxOpenConns(1)
-	s := &SQLite{db: db, pepper: opts.Pepper, now: opts.Now, retention: opts.UsageRetention, dsn: dsn, readers: opts.Readers}
-	if s.readers <= 0 {
-		s.readers = DefaultReaders
-	}
-	if s.now == nil {
-		s.now = time.Now
-	}
-	if s.retention <= 0 {
-		s.retention = DefaultUsageRetention
-	}
-	if err := s.migrate(ctx); err != nil {
-		db.Close()
-		return nil, fmt.Errorf("preparing database %s: %w", path, err)
-	}
-	return s, nil
+	return nil
 }
 
 // Close records every use the fast path checked, and closes the database.
@@ -106,6 +118,9 @@ func (s *SQLite) Close() error {
 	var err error
 	if fast != nil {
 		err = fast.Close()
+	}
+	if s.pepperFound.Load() && !s.readOnly {
+		err = errors.Join(err, s.recordPepper(context.Background()))
 	}
 	return errors.Join(err, s.stmts.close(s.db), s.db.Close())
 }
@@ -223,17 +238,38 @@ var migrations = []string{
 		prev_ends       TEXT NOT NULL -- JSON: [{"digest": hex, "ends_at": n or null}]
 	) WITHOUT ROWID;
 	CREATE INDEX rotations_key ON rotations(key_id);`,
+
+	// Pages of keys are read newest first along this index (and rowid);
+	// the fast path learns of changes from PRAGMA data_version, which sees
+	// every commit, so the version the triggers kept is gone.
+	`CREATE INDEX keys_created ON keys(created_at);
+	DROP TRIGGER keys_state;
+	DROP TRIGGER keys_state_delete;
+	DROP TRIGGER secrets_state_insert;
+	DROP TRIGGER secrets_state_update;
+	DROP TRIGGER secrets_state_delete;
+	DROP TABLE state;`,
+
+	// Facts about the database itself, kept beside the keys: the pepper's
+	// fingerprint, where the audit chain became keyed, when a server last
+	// proved it could write. And each audit entry's link scheme: SHA-256
+	// for the entries before, HMAC-SHA256 under the pepper after.
+	`CREATE TABLE meta (
+		name  TEXT PRIMARY KEY,
+		value TEXT NOT NULL
+	) WITHOUT ROWID;
+	ALTER TABLE audit ADD COLUMN scheme TEXT NOT NULL DEFAULT 'sha256';`,
 }
 
 // SchemaVersion is the schema version this build writes.
 var SchemaVersion = len(migrations)
 
 func (s *SQLite) migrate(ctx context.Context) error {
-	var v int
-	if err := s.db.QueryRowContext(ctx, "PRAGMA user_version").Scan(&v); err != nil {
+	var v, app int
+	if err := s.db.QueryRowContext(ctx, "SELECT (SELECT user_version FROM pragma_user_version), (SELECT application_id FROM pragma_application_id)").Scan(&v, &app); err != nil {
 		return err
 	}
-	if v == SchemaVersion {
+	if v == SchemaVersion && app == ApplicationID {
 		return nil
 	}
 	return s.tx(ctx, func(tx *sql.Tx) error {
@@ -249,7 +285,7 @@ func (s *SQLite) migrate(ctx context.Context) error {
 				return fmt.Errorf("migration %d: %w", i+1, err)
 			}
 		}
-		_, err := tx.ExecContext(ctx, fmt.Sprintf("PRAGMA user_version = %d", SchemaVersion))
+		_, err := tx.ExecContext(ctx, fmt.Sprintf("PRAGMA user_version = %d; PRAGMA application_id = %d", SchemaVersion, ApplicationID))
 		return err
 	})
 }

@@ -47,6 +47,10 @@ func (s *SQLite) VerifyBatch(ctx context.Context, reqs []keys.VerifyRequest) ([]
 	if !pending {
 		return out, nil
 	}
+	// A verification records its use: it writes.
+	if err := s.writable(); err != nil {
+		return nil, err
+	}
 	err := s.writeTx(ctx, func(tx *writeTx) error {
 		for i, req := range reqs {
 			if digests[i] == nil {
@@ -101,6 +105,7 @@ func (s *SQLite) scanVerifyRow(row scanner, digest []byte, tat *int64, prefix ..
 	if err != nil {
 		return nil, nil, err
 	}
+	s.pepperProven()
 	return k, fromUnix(endsAt), nil
 }
 
@@ -142,6 +147,9 @@ func (s *SQLite) pruneUsage(tx *writeTx, keyID string, from, to int64) error {
 // key's last entry: the log of a key that is no longer used is trimmed only
 // here. A server runs it now and then.
 func (s *SQLite) PruneUsage(ctx context.Context) error {
+	if err := s.writable(); err != nil {
+		return err
+	}
 	return s.tx(ctx, func(tx *sql.Tx) error {
 		_, err := tx.ExecContext(ctx, `DELETE FROM usage_events AS e WHERE at < ? AND n <
 			(SELECT max(n) FROM usage_events WHERE key_id = e.key_id)`, s.now().Add(-s.retention).UnixMilli())
@@ -170,7 +178,7 @@ func (s *SQLite) Usage(ctx context.Context, ref string, q keys.UsageQuery) (*key
 		since = q.Since
 	}
 	rep := &keys.UsageReport{Key: k, Retention: keys.FormatDuration(s.retention), Events: []keys.UsageEvent{}, Daily: []keys.DailyUsage{}}
-	rows, err := s.db.QueryContext(ctx, `SELECT at, code, ip FROM usage_events WHERE key_id = ? AND at >= ?
+	rows, err := s.reads().QueryContext(ctx, `SELECT at, code, ip FROM usage_events WHERE key_id = ? AND at >= ?
 		ORDER BY n DESC LIMIT ?`, k.ID, since.UnixMilli(), limit)
 	if err != nil {
 		return nil, err
@@ -188,7 +196,7 @@ func (s *SQLite) Usage(ctx context.Context, ref string, q keys.UsageQuery) (*key
 	if err := rows.Err(); err != nil {
 		return nil, err
 	}
-	days, err := s.db.QueryContext(ctx, `SELECT date(at / 1000, 'unixepoch') AS day, code, count(*)
+	days, err := s.reads().QueryContext(ctx, `SELECT date(at / 1000, 'unixepoch') AS day, code, count(*)
 		FROM usage_events WHERE key_id = ? AND at >= ? GROUP BY day, code ORDER BY day DESC, code`,
 		k.ID, since.UnixMilli())
 	if err != nil {

@@ -212,6 +212,9 @@ func testFastVerifierSeesOtherHandles(h *H) {
 	}
 }
 
+// testDenialRecorder: a denial names the key the refused call named, when
+// it is one, else keeps the caller's text, bounded and escaped, and never a
+// secret; one entry stands for the count of refusals it says.
 func testDenialRecorder(h *H) {
 	dr, ok := h.A.(store.DenialRecorder)
 	if !ok {
@@ -219,23 +222,33 @@ func testDenialRecorder(h *H) {
 	}
 	k, _ := h.create(keys.CreateParams{Name: "target"})
 	base := len(h.audit(keys.AuditFilter{}))
-	for _, ref := range []string{"target", k.ID, "nobody", ""} {
-		if err := dr.RecordDenied(h.ctx, "rotate", ref, "keyctl:owner"); err != nil {
+	token := "sk_live_AbCd1234efGH5678ijKL9012mnOP34562CohsL"
+	refs := []string{"target", k.ID, "nobody", "", "a\nforged line\x1b[8m", token}
+	for i, ref := range refs {
+		d := keys.Denial{Route: "POST /v1/keys/{id}/rotate", Required: keys.ScopeOwner, Ref: ref, Count: int64(i + 1)}
+		if err := dr.RecordDenied(h.ctx, d); err != nil {
 			h.Fatalf("record denied %q: %v", ref, err)
 		}
 	}
 	entries := h.audit(keys.AuditFilter{})[base:]
-	if len(entries) != 4 {
-		h.Fatalf("%d entries, want 4", len(entries))
+	if len(entries) != len(refs) {
+		h.Fatalf("%d entries, want %d", len(entries), len(refs))
 	}
-	for i, want := range [][2]string{{k.ID, "target"}, {k.ID, "target"}, {"", "nobody"}, {"", ""}} {
+	wants := []struct{ id, name, ref string }{
+		{k.ID, "target", ""}, {k.ID, "target", ""}, {"", "", "nobody"}, {"", "", ""},
+		{"", "", `a\nforged line\x1b[8m`}, {"", "", "sk_live_AbCd1234…"},
+	}
+	for i, want := range wants {
 		e := entries[i]
-		if e.Action != keys.ActionDenied || e.KeyID != want[0] || e.KeyName != want[1] ||
-			e.Changes["attempted"].To != "rotate" || e.Changes["required_scope"].To != "keyctl:owner" {
+		ref, _ := e.Changes["ref"].To.(string)
+		count, _ := e.Changes["count"].To.(float64)
+		if e.Action != keys.ActionDenied || e.KeyID != want.id || e.KeyName != want.name || ref != want.ref ||
+			e.Changes["attempted"].To != "POST /v1/keys/{id}/rotate" || e.Changes["required_scope"].To != keys.ScopeOwner ||
+			int(count) != i+1 {
 			h.Errorf("entry %d: %+v", i, e)
 		}
 	}
-	h.chainHolds(h.B, base+4)
+	h.chainHolds(h.B, base+len(refs))
 	if k := h.get(h.B, "target"); k.Status != keys.Active {
 		h.Fatalf("a denial changed the key: %s", k.Status)
 	}

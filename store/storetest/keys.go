@@ -79,7 +79,6 @@ func testCreateInvalid(h *H) {
 		{Prefix: "Bad Prefix"},
 		{Scopes: []string{"bad scope"}},
 		{Scopes: []string{""}},
-		{AllowedIPs: []string{"10.0.0.1/8"}}, // not canonical
 		{AllowedIPs: []string{"not-an-ip"}},
 		{Quota: ptr(int64(-1))},
 		{RateLimit: &keys.RateLimit{Count: 0, Unit: "second"}},
