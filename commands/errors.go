@@ -77,12 +77,13 @@ func exitCode(err error) int {
 		return exitNotFound
 	case errors.Is(err, keys.ErrRevoked), errors.Is(err, keys.ErrConflict):
 		return exitRefused
+	case errors.Is(err, remote.ErrUnauthorized):
+		// The server refused the token (401, 403 or 429; a 403 is also
+		// ErrForbidden): as documented, a failure, like an unreadable
+		// database.
+		return exitFailure
 	case errors.Is(err, keys.ErrForbidden):
 		return exitForbidden
-	case errors.Is(err, remote.ErrUnauthorized):
-		// The request was not decided at all: a failure, like an
-		// unreadable database.
-		return exitFailure
 	}
 	return exitFailure
 }

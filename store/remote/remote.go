@@ -114,6 +114,10 @@ func kindOf(status int, code string) error {
 		return keys.ErrConflict
 	case code == api.CodeInvalidRequest, code == api.CodeInvalidJSON, code == api.CodeBodyTooLarge:
 		return keys.ErrInvalid
+	case status == http.StatusForbidden && code == api.CodeForbidden:
+		// A refusal of the token's authority, or of a change the store
+		// would not let it make: keys.ErrForbidden either way.
+		return errors.Join(ErrUnauthorized, keys.ErrForbidden)
 	case status == http.StatusUnauthorized, status == http.StatusForbidden, status == http.StatusTooManyRequests:
 		return ErrUnauthorized
 	}

@@ -144,7 +144,7 @@ func TestErrorsAreTheStoresErrors(t *testing.T) {
 		t.Fatalf("Update with a negative quota: %v", err)
 	}
 	_, _, err = c.Create(ctx, keys.CreateParams{Scopes: []string{api.ScopeOwner}, Env: keys.Development, Prefix: "sk"})
-	if !errors.Is(err, remote.ErrUnauthorized) || !strings.Contains(err.Error(), "keyctl:owner") {
+	if !errors.Is(err, remote.ErrUnauthorized) || !errors.Is(err, keys.ErrForbidden) || !strings.Contains(err.Error(), "keyctl:owner") {
 		t.Fatalf("an admin creating an owner key: %v", err)
 	}
 	bad, err := remote.New(url, "sk_test_nope", nil)

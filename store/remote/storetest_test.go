@@ -17,13 +17,25 @@ import (
 )
 
 // flushing is a client whose server records uses in the background: Flush
-// writes them out, as the suite expects of such a handle.
+// writes them out, as the suite expects of such a handle. As gives a client
+// of the same server that authenticates with another key.
 type flushing struct {
 	*remote.Client
 	srv *server.Server
+	url string
+	t   *testing.T
 }
 
 func (f flushing) Flush(ctx context.Context) error { return f.srv.Flush(ctx) }
+
+func (f flushing) As(secret string) (store.Store, error) {
+	c, err := remote.New(f.url, secret, nil)
+	if err != nil {
+		return nil, err
+	}
+	f.t.Cleanup(func() { c.Close() })
+	return flushing{Client: c, srv: f.srv, url: f.url, t: f.t}, nil
+}
 
 // replica runs a server on a loopback port over its own handle onto the
 // database at path, and returns a client of it with token.
@@ -41,7 +53,8 @@ func replica(t *testing.T, path string, now func() time.Time, token func(*sqlite
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- srv.Run(ctx, ln, server.TLS{}) }()
-	c, err := remote.New("http://"+ln.Addr().String(), token(st), nil)
+	url := "http://" + ln.Addr().String()
+	c, err := remote.New(url, token(st), nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -56,7 +69,7 @@ func replica(t *testing.T, path string, now func() time.Time, token func(*sqlite
 			t.Error(err)
 		}
 	})
-	return flushing{Client: c, srv: srv}
+	return flushing{Client: c, srv: srv, url: url, t: t}
 }
 
 // owner makes the owner key the clients authenticate with, once.

@@ -159,3 +159,29 @@ func testNoSecretShown(h *H) {
 		h.Fatalf("find a malformed token: %v", err)
 	}
 }
+
+// testAuditCheckpoints: a head kept elsewhere (SEQ:DIGEST) still verifies
+// while the chain holds that entry unchanged; a head the chain does not
+// hold, or holds otherwise, fails the walk at its entry.
+func testAuditCheckpoints(h *H) {
+	h.create(keys.CreateParams{Name: "a"})
+	check, err := h.A.VerifyAudit(h.ctx)
+	if err != nil || !check.OK || check.HeadSeq != check.Entries || check.Head == "" {
+		h.Fatalf("VerifyAudit = %+v, %v", check, err)
+	}
+	head := keys.Checkpoint{Seq: check.HeadSeq, Hash: check.Head}
+	if _, err := h.A.Update(h.ctx, "a", keys.UpdateParams{Description: ptr("later")}); err != nil {
+		h.Fatal(err)
+	}
+	if check, err := h.B.VerifyAudit(h.ctx, head); err != nil || !check.OK || check.HeadSeq != head.Seq+1 {
+		h.Fatalf("VerifyAudit with a head the chain holds = %+v, %v", check, err)
+	}
+	other := keys.Checkpoint{Seq: head.Seq, Hash: strings.Repeat("0", 64)}
+	if check, err := h.B.VerifyAudit(h.ctx, other); err != nil || check.OK || check.BadSeq != head.Seq {
+		h.Fatalf("VerifyAudit with a head the chain holds otherwise = %+v, %v", check, err)
+	}
+	beyond := keys.Checkpoint{Seq: head.Seq + 5, Hash: head.Hash}
+	if check, err := h.A.VerifyAudit(h.ctx, beyond); err != nil || check.OK {
+		h.Fatalf("VerifyAudit with a head past the end = %+v, %v", check, err)
+	}
+}

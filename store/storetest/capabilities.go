@@ -253,3 +253,30 @@ func testDenialRecorder(h *H) {
 		h.Fatalf("a denial changed the key: %s", k.Status)
 	}
 }
+
+// testBackground: a store that records uses in the background counts what
+// it wrote, and says it is not failing while its writes succeed.
+func testBackground(h *H) {
+	bg, ok := h.A.(store.Background)
+	if !ok {
+		h.Skip("the store is not a store.Background")
+	}
+	fv := fastOf(h, h.A)
+	var failures []error
+	bg.OnBackgroundError(func(err error, _ int) { failures = append(failures, err) })
+	_, tok := h.create(keys.CreateParams{Name: "busy"})
+	before, lost, _ := bg.UsageRecorded()
+	for range 25 {
+		if res, _, err := fv.CheckToken(h.ctx, keys.VerifyRequest{Token: tok, Cost: 1}); err != nil || res == nil || res.Code != keys.Valid {
+			h.Fatalf("check: %+v, %v", res, err)
+		}
+	}
+	h.settle()
+	recorded, lostAfter, failing := bg.UsageRecorded()
+	if recorded-before != 25 || lostAfter != lost || failing != nil || len(failures) > 0 {
+		h.Fatalf("recorded %d, lost %d, failing %v, failures %v; want 25 recorded and none lost", recorded-before, lostAfter-lost, failing, failures)
+	}
+	if k := h.get(h.B, "busy"); k.UsageCount != 25 {
+		h.Fatalf("usage count %d, want 25", k.UsageCount)
+	}
+}

@@ -2,6 +2,7 @@ package storetest
 
 import (
 	"errors"
+	"fmt"
 	"slices"
 	"strings"
 	"time"
@@ -50,7 +51,6 @@ func testCreate(h *H) {
 // sameKey compares the stored fields of two keys.
 func sameKey(h *H, what string, got, want *keys.Key) {
 	h.Helper()
-	eqTime := func(a, b *time.Time) bool { return a == nil && b == nil || a != nil && b != nil && a.Equal(*b) }
 	eqInt := func(a, b *int64) bool { return a == nil && b == nil || a != nil && b != nil && *a == *b }
 	eqRate := func(a, b *keys.RateLimit) bool { return a == nil && b == nil || a != nil && b != nil && *a == *b }
 	ok := got.ID == want.ID && got.Name == want.Name && got.Description == want.Description &&
@@ -79,11 +79,22 @@ func testCreateInvalid(h *H) {
 		{Prefix: "Bad Prefix"},
 		{Scopes: []string{"bad scope"}},
 		{Scopes: []string{""}},
+		{Name: "key_4f3GhT9kLmNpQr2s"},                           // looks like an id
+		{Name: "sk_live_AbCd1234efGH5678ijKL9012mnOP34562CohsL"}, // looks like a secret
 		{AllowedIPs: []string{"not-an-ip"}},
 		{Quota: ptr(int64(-1))},
 		{RateLimit: &keys.RateLimit{Count: 0, Unit: "second"}},
 		{RateLimit: &keys.RateLimit{Count: 5, Unit: "fortnight"}},
+		{RateLimit: &keys.RateLimit{Count: keys.MaxRateCount + 1, Unit: "second"}},
 		{Metadata: map[string]string{"a=b": "c"}},
+		// Every stored field is bounded.
+		{Description: strings.Repeat("d", keys.MaxDescriptionLen+1)},
+		{Scopes: manyOf("s", keys.MaxScopes+1)},
+		{AllowedIPs: manyIPs(keys.MaxAllowedIPs + 1)},
+		{Metadata: map[string]string{strings.Repeat("k", keys.MaxMetaKeyLen+1): "v"}},
+		{Metadata: map[string]string{"k": strings.Repeat("v", keys.MaxMetaValueLen+1)}},
+		{Metadata: manyMeta(keys.MaxMetadata + 1)},
+		{ExpiresAt: ptr(Epoch.Add(-time.Second))}, // in the past
 	}
 	for _, p := range bad {
 		if p.Env == "" {
@@ -579,3 +590,53 @@ func testRevoke(h *H) {
 
 func second[T any](_ T, err error) error        { return err }
 func third[T, U any](_ T, _ U, err error) error { return err }
+
+func manyOf(prefix string, n int) []string {
+	out := make([]string, n)
+	for i := range out {
+		out[i] = fmt.Sprintf("%s%d", prefix, i)
+	}
+	return out
+}
+
+func manyIPs(n int) []string {
+	out := make([]string, n)
+	for i := range out {
+		out[i] = fmt.Sprintf("10.0.%d.%d", i/250, i%250+1)
+	}
+	return out
+}
+
+func manyMeta(n int) map[string]string {
+	out := map[string]string{}
+	for i := range n {
+		out[fmt.Sprintf("k%d", i)] = "v"
+	}
+	return out
+}
+
+func eqTime(a, b *time.Time) bool { return a == nil && b == nil || a != nil && b != nil && a.Equal(*b) }
+
+// testNormalizes: a key's settings are stored as the command line's flags
+// would give them, whoever sends them: environment aliases resolved,
+// scopes and addresses sorted, deduplicated and canonical, the rate
+// limit's unit spelled out, the expiry in whole seconds.
+func testNormalizes(h *H) {
+	exp := Epoch.Add(time.Hour + 300*time.Millisecond)
+	k, _ := h.create(keys.CreateParams{Name: "n", Env: "prod", Scopes: []string{"b", "a", "b"},
+		AllowedIPs: []string{"10.0.0.1/8", "::ffff:192.0.2.1", "10.0.0.0/8"}, ExpiresAt: &exp,
+		RateLimit: &keys.RateLimit{Count: 5, Unit: "s"}})
+	wantExp := Epoch.Add(time.Hour)
+	if k.Env != keys.Production || !slices.Equal(k.Scopes, []string{"a", "b"}) ||
+		!slices.Equal(k.AllowedIPs, []string{"10.0.0.0/8", "192.0.2.1"}) || !eqTime(k.ExpiresAt, &wantExp) ||
+		k.RateLimit == nil || *k.RateLimit != (keys.RateLimit{Count: 5, Unit: "second"}) {
+		h.Fatalf("created: %+v", k)
+	}
+	got, err := h.B.Update(h.ctx, "n", keys.UpdateParams{AddIPs: []string{"172.16.5.4/12"}, RateLimit: &keys.RateLimit{Count: 2, Unit: "M"}})
+	if err != nil || !slices.Contains(got.AllowedIPs, "172.16.0.0/12") || *got.RateLimit != (keys.RateLimit{Count: 2, Unit: "minute"}) {
+		h.Fatalf("updated: %+v, %v", got, err)
+	}
+	sameKey(h, "read back", h.get(h.A, "n"), got)
+	_, err = h.A.Update(h.ctx, "n", keys.UpdateParams{AddScopes: manyOf("s", keys.MaxScopes)})
+	h.wantErr("an update past the scope limit", err, keys.ErrInvalid)
+}

@@ -65,6 +65,18 @@ func Run(t *testing.T, open Opener) {
 		{"FastVerifier", testFastVerifier},
 		{"FastVerifierSeesOtherHandles", testFastVerifierSeesOtherHandles},
 		{"DenialRecorder", testDenialRecorder},
+		{"Background", testBackground},
+		{"Normalizes", testNormalizes},
+		{"Authorization", testAuthorization},
+		{"FindSecret", testFindSecret},
+		{"SecretAsRef", testSecretAsRef},
+		{"RevokeSecret", testRevokeSecret},
+		{"UndoRotate", testUndoRotate},
+		{"EndGrace", testEndGrace},
+		{"Secrets", testSecrets},
+		{"PagerKeys", testPagerKeys},
+		{"PagerAudit", testPagerAudit},
+		{"AuditCheckpoints", testAuditCheckpoints},
 
 		// Concurrent callers, split across both handles.
 		{"ConcurrentQuota", testConcurrentQuota},
@@ -76,11 +88,10 @@ func Run(t *testing.T, open Opener) {
 		{"ConcurrentDisableEnable", testConcurrentDisableEnable},
 		{"ConcurrentAuditChain", testConcurrentAuditChain},
 		{"ConcurrentUsage", testConcurrentUsage},
-
-		// AuthorizationInTransaction: an admin may not change a key that
-		// holds keyctl:* scopes, checked in the change's own transaction, so
-		// that a rename racing a rotation never escapes the check. Its test
-		// goes here once the store checks authorization itself.
+		// An admin may not change a key that holds keyctl:* scopes, checked
+		// in the change's own transaction, so that a rename racing a
+		// rotation never escapes the check.
+		{"AuthorizationInTransaction", testAuthorizationInTransaction},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
