@@ -17,9 +17,10 @@ type CopyOptions struct {
 	IO     *output.IOStreams
 	Format output.Format
 	// From is the database copied (--db), To the one copied into; Open
-	// opens either.
-	From, To string
-	Open     func(ctx context.Context, addr string, noMigrate bool) (store.Store, error)
+	// opens To, OpenSource From, which it never makes.
+	From, To   string
+	Open       func(ctx context.Context, addr string, noMigrate bool) (store.Store, error)
+	OpenSource func(ctx context.Context, addr string, noMigrate bool) (store.Store, error)
 }
 
 // copied is what keyctl copy did, for -o json.
@@ -58,7 +59,7 @@ EXIT STATUS
   KEYCTL_DB=postgres://keyctl@db.internal/keyctl keyctl copy --to ./keyctl-backup.db`,
 		Args: noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			opts := &CopyOptions{IO: f.IO, From: f.Config.GetString("db"), To: to, Open: f.openDB}
+			opts := &CopyOptions{IO: f.IO, From: f.Config.GetString("db"), To: to, Open: f.openDB, OpenSource: f.openExisting}
 			switch {
 			case opts.To == "":
 				return withHint(usagef("copy needs --to DEST"), "DEST is a postgres:// URL or the path of a new SQLite file")
@@ -82,7 +83,11 @@ EXIT STATUS
 }
 
 func runCopy(ctx context.Context, opts *CopyOptions) error {
-	src, err := opts.Open(ctx, opts.From, false)
+	openSource := opts.OpenSource
+	if openSource == nil {
+		openSource = opts.Open
+	}
+	src, err := openSource(ctx, opts.From, false)
 	if err != nil {
 		return err
 	}

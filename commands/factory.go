@@ -75,6 +75,16 @@ func (f *Factory) openLocal(ctx context.Context) (store.Store, error) {
 // PostgreSQL database's schema as it is. A keyctl server is --server's,
 // not a database.
 func (f *Factory) openDB(ctx context.Context, addr string, noMigrate bool) (store.Store, error) {
+	return f.openDBWith(ctx, addr, noMigrate, f.mustExist)
+}
+
+// openExisting is openDB for a database that is only read, which it never
+// makes (the source of keyctl copy).
+func (f *Factory) openExisting(ctx context.Context, addr string, noMigrate bool) (store.Store, error) {
+	return f.openDBWith(ctx, addr, noMigrate, true)
+}
+
+func (f *Factory) openDBWith(ctx context.Context, addr string, noMigrate, mustExist bool) (store.Store, error) {
 	switch {
 	case addr == "":
 		return nil, fmt.Errorf("no database: set --db or KEYCTL_DB")
@@ -86,7 +96,7 @@ func (f *Factory) openDB(ctx context.Context, addr string, noMigrate bool) (stor
 	if err != nil {
 		return nil, err
 	}
-	opts.NoMigrate = noMigrate
+	opts.NoMigrate, opts.MustExist = noMigrate, mustExist
 	st, err := store.Open(ctx, addr, opts)
 	switch {
 	case errors.Is(err, sqlite.ErrNoDatabase):
