@@ -170,6 +170,7 @@ func (v *verifier) check(ctx context.Context, req keys.VerifyRequest) (*keys.Ver
 		return nil, false, classify(err)
 	}
 	finish()
+	v.p.pepperProven()
 	if ends != nil {
 		*ends = ends.UTC()
 	}

@@ -210,3 +210,46 @@ func TestCheckWritable(t *testing.T) {
 		t.Fatalf("a read-only database: %v", err)
 	}
 }
+
+// TestPepperOfAnOlderDatabaseIsRecordedOnceProven: a database made before
+// keyctl recorded its pepper, holding secrets, has it recorded only once a
+// secret is found with the configured pepper (here by a verification): a
+// wrong pepper first does not lock the right one out.
+func TestPepperOfAnOlderDatabaseIsRecordedOnceProven(t *testing.T) {
+	ctx := context.Background()
+	addr := pgtest.NewDatabase(t)
+	first, err := openPepper(t, addr, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, secret := create(t, first, keys.CreateParams{})
+	first.Close()
+	conn := connect(t, addr)
+	mustExec(t, conn, `DELETE FROM meta`)
+	if _, err := conn.Exec(ctx, `UPDATE secrets SET digest = $1`, apikey.Digest(secret, []byte("right"))); err != nil {
+		t.Fatal(err)
+	}
+
+	opened := func(pepper string) *postgres.Postgres {
+		s, err := postgres.Open(ctx, addr, postgres.Options{Pepper: []byte(pepper), Now: newClock().Now})
+		if err != nil {
+			t.Fatalf("an older database with pepper %q: %v", pepper, err)
+		}
+		return s
+	}
+	wrong := opened("wrong")
+	if res, err := wrong.Verify(ctx, keys.VerifyRequest{Token: secret}); err != nil || res.Code != keys.NotFound {
+		t.Fatalf("with a wrong pepper: %+v, %v", res, err)
+	}
+	wrong.Close()
+	right := opened("right")
+	if res, err := right.Verify(ctx, keys.VerifyRequest{Token: secret}); err != nil || res.Code != keys.Valid {
+		t.Fatalf("with the right pepper: %+v, %v", res, err)
+	}
+	if err := right.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := openPepper(t, addr, "wrong"); !errors.Is(err, keys.ErrPepper) {
+		t.Fatalf("after the right pepper verified a key: %v", err)
+	}
+}

@@ -173,6 +173,9 @@ func (p *Postgres) scanForVerify(br pgx.BatchResults) (map[string]*verifyRow, er
 		}
 		found[string(digest)] = &verifyRow{key: shared.key, ends: ends, tat: shared.tat}
 	}
+	if len(found) > 0 {
+		p.pepperProven()
+	}
 	return found, rows.Err()
 }
 
