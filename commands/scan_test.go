@@ -67,8 +67,21 @@ func TestScanRevokesNothingAfterInterrupt(t *testing.T) {
 
 // The progress line shows only after the delay, is redrawn at each tick,
 // and is cleared at the end.
+// signalWriter is a buffer that says when it was written to, so that a test
+// changes what the next line shows only after the last one was drawn.
+type signalWriter struct {
+	bytes.Buffer
+	wrote chan struct{}
+}
+
+func (w *signalWriter) Write(b []byte) (int, error) {
+	n, err := w.Buffer.Write(b)
+	w.wrote <- struct{}{}
+	return n, err
+}
+
 func TestProgressLine(t *testing.T) {
-	var w bytes.Buffer
+	w := signalWriter{wrote: make(chan struct{}, 8)}
 	p := &scan.Progress{}
 	var found atomic.Int64
 	start, tick := make(chan time.Time), make(chan time.Time)
@@ -81,6 +94,7 @@ func TestProgressLine(t *testing.T) {
 	p.Files.Store(1)
 	p.Bytes.Store(2_500_000)
 	start <- time.Time{}
+	<-w.wrote // the first line is drawn before the counts move on
 	p.Files.Store(12)
 	found.Store(1)
 	tick <- time.Time{}
